@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * BPF-only: the one packet parser. Contract: parse_packet() reads nothing it has not
+ * bounds-checked against data_end, fills struct pkt, and answers PARSE_OK, PARSE_NON_IP
+ * (no IPv4/IPv6 under at most two VLAN tags) or PARSE_MALFORMED (a header is truncated or
+ * inconsistent, including an IP length that claims more than the frame holds). Fields parsed
+ * before a malformation stay filled for events.
+ */
+#ifndef EBPFSENTINEL_PARSE_BPF_H
+#define EBPFSENTINEL_PARSE_BPF_H
+
+#include "common.bpf.h"
+
+enum parse_result {
+	PARSE_OK = 0,
+	PARSE_NON_IP,
+	PARSE_MALFORMED,
+};
+
+enum pkt_flags {
+	PKT_F_VLAN = 1 << 0,
+	/* ports / ICMP type and code / TCP flags are valid */
+	PKT_F_L4 = 1 << 1,
+	PKT_F_FRAGMENT = 1 << 2,
+	/* sport/dport are TCP or UDP ports (not ICMP type and code) */
+	PKT_F_PORTS = 1 << 3,
+};
+
+struct pkt {
+	__u8 saddr[16]; /* IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+	__u32 len;
+	/* FW_DIM_ABSENT_16 when the packet has no such field */
+	__u32 l4x;
+	__u16 sport; /* host order; ICMP: type */
+	__u16 dport; /* host order; ICMP: code */
+	__u16 vlan_id;
+	__u8 family; /* enum fw_family */
+	__u8 proto;
+	__u8 flags; /* enum pkt_flags */
+	__u8 pad[3];
+};
+
+struct vlan_tag {
+	__be16 tci;
+	__be16 encap_proto;
+};
+
+struct ipv6_ext {
+	__u8 nexthdr;
+	__u8 hdrlen;
+};
+
+struct ipv6_frag {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off;
+	__be32 identification;
+};
+
+#define IPV4_FRAG_OFFSET 0x1fff
+#define IPV4_FRAG_MORE 0x2000
+#define IPV6_FRAG_OFFSET 0xfff8
+#define IPV6_FRAG_MORE 0x0001
+
+static __always_inline int parse_l4(void *l4, void *l3_end, void *data_end, struct pkt *p)
+{
+	if (p->proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+
+		if ((void *)(th + 1) > data_end || (void *)(th + 1) > l3_end)
+			return PARSE_MALFORMED;
+		if (th->doff < 5 || l4 + th->doff * 4 > l3_end)
+			return PARSE_MALFORMED;
+		p->sport = bpf_ntohs(th->source);
+		p->dport = bpf_ntohs(th->dest);
+		p->l4x = ((__u8 *)th)[13];
+		p->flags |= PKT_F_PORTS;
+	} else if (p->proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+
+		if ((void *)(uh + 1) > data_end || (void *)(uh + 1) > l3_end)
+			return PARSE_MALFORMED;
+		p->sport = bpf_ntohs(uh->source);
+		p->dport = bpf_ntohs(uh->dest);
+		p->flags |= PKT_F_PORTS;
+	} else if ((p->proto == IPPROTO_ICMP && p->family == FW_FAMILY_V4) ||
+		   (p->proto == NH_ICMPV6 && p->family == FW_FAMILY_V6)) {
+		__u8 *icmp = l4;
+
+		/* type, code and checksum */
+		if ((void *)(icmp + 4) > data_end || (void *)(icmp + 4) > l3_end)
+			return PARSE_MALFORMED;
+		p->sport = icmp[0];
+		p->dport = icmp[1];
+		p->l4x = (__u32)icmp[0] << 8 | icmp[1];
+	} else {
+		return PARSE_OK;
+	}
+	p->flags |= PKT_F_L4;
+	return PARSE_OK;
+}
+
+static __always_inline int parse_ipv4(void *l3, void *data_end, struct pkt *p)
+{
+	struct iphdr *ip = l3;
+	__u32 hlen, tot;
+	__u16 frag;
+
+	p->family = FW_FAMILY_V4;
+	if ((void *)(ip + 1) > data_end)
+		return PARSE_MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return PARSE_MALFORMED;
+	__builtin_memcpy(p->saddr, &ip->saddr, 4);
+	__builtin_memcpy(p->daddr, &ip->daddr, 4);
+	p->proto = ip->protocol;
+	hlen = ip->ihl * 4;
+	tot = bpf_ntohs(ip->tot_len);
+	if (tot < hlen || l3 + tot > data_end)
+		return PARSE_MALFORMED;
+	frag = bpf_ntohs(ip->frag_off);
+	if (frag & (IPV4_FRAG_OFFSET | IPV4_FRAG_MORE))
+		p->flags |= PKT_F_FRAGMENT;
+	/* a non-first fragment carries no L4 header: only address and protocol rules see it */
+	if (frag & IPV4_FRAG_OFFSET)
+		return PARSE_OK;
+	return parse_l4(l3 + hlen, l3 + tot, data_end, p);
+}
+
+static __always_inline int parse_ipv6(void *l3, void *data_end, struct pkt *p)
+{
+	struct ipv6hdr *ip6 = l3;
+	void *l3_end, *cur;
+	__u8 nexthdr;
+	int i;
+
+	p->family = FW_FAMILY_V6;
+	if ((void *)(ip6 + 1) > data_end)
+		return PARSE_MALFORMED;
+	if (ip6->version != 6)
+		return PARSE_MALFORMED;
+	__builtin_memcpy(p->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+	l3_end = (void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len);
+	if (l3_end > data_end)
+		return PARSE_MALFORMED;
+	nexthdr = ip6->nexthdr;
+	cur = ip6 + 1;
+
+#pragma unroll
+	for (i = 0; i < PARSE_MAX_IPV6_EXT; i++) {
+		struct ipv6_ext *ext = cur;
+
+		if (nexthdr == NH_HOPOPTS || nexthdr == NH_ROUTING ||
+		    nexthdr == NH_DSTOPTS) {
+			if ((void *)(ext + 1) > data_end)
+				return PARSE_MALFORMED;
+			nexthdr = ext->nexthdr;
+			cur += (ext->hdrlen + 1) * 8;
+		} else if (nexthdr == IPPROTO_AH) {
+			if ((void *)(ext + 1) > data_end)
+				return PARSE_MALFORMED;
+			nexthdr = ext->nexthdr;
+			cur += (ext->hdrlen + 2) * 4;
+		} else if (nexthdr == NH_FRAGMENT) {
+			struct ipv6_frag *fh = cur;
+			__u16 off;
+
+			if ((void *)(fh + 1) > data_end)
+				return PARSE_MALFORMED;
+			nexthdr = fh->nexthdr;
+			off = bpf_ntohs(fh->frag_off);
+			p->flags |= PKT_F_FRAGMENT;
+			cur = fh + 1;
+			if (off & IPV6_FRAG_OFFSET) {
+				p->proto = nexthdr;
+				return cur > l3_end ? PARSE_MALFORMED : PARSE_OK;
+			}
+		} else {
+			break;
+		}
+		if (cur > l3_end)
+			return PARSE_MALFORMED;
+	}
+	if (nexthdr == NH_HOPOPTS || nexthdr == NH_ROUTING ||
+	    nexthdr == NH_DSTOPTS || nexthdr == IPPROTO_AH || nexthdr == NH_FRAGMENT)
+		return PARSE_MALFORMED;
+	p->proto = nexthdr;
+	return parse_l4(cur, l3_end, data_end, p);
+}
+
+static __always_inline int parse_packet(void *data, void *data_end, struct pkt *p)
+{
+	struct ethhdr *eth = data;
+	void *cur;
+	__u16 proto;
+	int i;
+
+	p->len = data_end - data;
+	p->l4x = FW_DIM_ABSENT_16;
+	if ((void *)(eth + 1) > data_end)
+		return PARSE_MALFORMED;
+	proto = eth->h_proto;
+	cur = eth + 1;
+
+#pragma unroll
+	for (i = 0; i < PARSE_MAX_VLAN_TAGS; i++) {
+		struct vlan_tag *tag = cur;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if ((void *)(tag + 1) > data_end)
+			return PARSE_MALFORMED;
+		if (!(p->flags & PKT_F_VLAN)) {
+			p->vlan_id = bpf_ntohs(tag->tci) & 0x0fff;
+			p->flags |= PKT_F_VLAN;
+		}
+		proto = tag->encap_proto;
+		cur = tag + 1;
+	}
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return PARSE_MALFORMED;
+	if (proto == bpf_htons(ETH_P_IP))
+		return parse_ipv4(cur, data_end, p);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(cur, data_end, p);
+	return PARSE_NON_IP;
+}
+
+#endif

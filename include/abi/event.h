@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/* Included by BPF programs and (through BTF) by userspace: the shared ring-buffer record. */
+#ifndef EBPFSENTINEL_ABI_EVENT_H
+#define EBPFSENTINEL_ABI_EVENT_H
+
+enum event_kind {
+	EVENT_FW_RULE = 1,	     /* a rule with the log flag matched */
+	EVENT_FW_DEFAULT_POLICY = 2, /* monitor mode: the default policy would drop */
+	EVENT_FW_MALFORMED = 3,	     /* monitor mode: a malformed packet would be dropped */
+};
+
+enum event_action {
+	EVENT_ACTION_PASS = 0,
+	EVENT_ACTION_DROP = 1,
+	/* monitor mode: the verdict was drop, the packet passed */
+	EVENT_ACTION_WOULD_DROP = 2,
+};
+
+/* rule_id of an event that no rule decided */
+#define EVENT_NO_RULE 0xffff
+
+/*
+ * 56 bytes, the seed's PacketEvent. Layout (offset size field):
+ *   0  8  timestamp_ns   bpf_ktime_get_boot_ns()
+ *   8 16  src_addr       network order; IPv4 as ::ffff:a.b.c.d (never valid on an IPv6 wire)
+ *  24 16  dst_addr       same
+ *  40  2  src_port       host order; ICMP/ICMPv6: the type
+ *  42  2  dst_port       host order; ICMP/ICMPv6: the code
+ *  44  4  ifindex        ingress interface
+ *  48  2  rule_id        rank of the deciding rule in the running ruleset, or EVENT_NO_RULE
+ *  50  2  vlan_id        outer 802.1Q/802.1ad VID, 0 when untagged
+ *  52  1  protocol       IP protocol / IPv6 upper-layer header
+ *  53  1  kind           enum event_kind
+ *  54  1  action         enum event_action
+ *  55  1  cpu            bpf_get_smp_processor_id(), saturated at 255
+ */
+struct packet_event {
+	__u64 timestamp_ns;
+	__u8 src_addr[16];
+	__u8 dst_addr[16];
+	__u16 src_port;
+	__u16 dst_port;
+	__u32 ifindex;
+	__u16 rule_id;
+	__u16 vlan_id;
+	__u8 protocol;
+	__u8 kind;
+	__u8 action;
+	__u8 cpu;
+};
+
+_Static_assert(sizeof(struct packet_event) == 56, "packet_event is the 56-byte seed record");
+
+#endif

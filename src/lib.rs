@@ -1,0 +1,4 @@
+pub mod config;
+pub mod packet;
+pub mod pcap;
+pub mod skel;

@@ -1,0 +1,10 @@
+//! The generated skeletons: the only door to generated code.
+#![allow(clippy::all, unused_qualifications, non_camel_case_types, dead_code)]
+
+pub mod xdp_firewall {
+    include!(concat!(env!("OUT_DIR"), "/xdp_firewall.skel.rs"));
+}
+
+pub mod xdp_floor {
+    include!(concat!(env!("OUT_DIR"), "/xdp_floor.skel.rs"));
+}
