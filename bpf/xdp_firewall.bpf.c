@@ -66,22 +66,22 @@ struct {
  * lowest-rank rule among all CIDR-only rules of that direction that cover it. /32 and /128
  * entries (alias members, single hosts) live in the exact hashes, which are tried first.
  */
-#define FW_CIDR_TRIE(name, keytype)                                                                \
-	struct {                                                                                   \
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                               \
-		__uint(max_entries, FW_MAX_CIDRS);                                                 \
-		__uint(map_flags, BPF_F_NO_PREALLOC);                                              \
-		__type(key, keytype);                                                              \
-		__type(value, struct fw_rule_ref);                                                 \
+#define FW_CIDR_TRIE(name, keytype)                   \
+	struct {                                      \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);  \
+		__uint(max_entries, FW_MAX_CIDRS);    \
+		__uint(map_flags, BPF_F_NO_PREALLOC); \
+		__type(key, keytype);                 \
+		__type(value, struct fw_rule_ref);    \
 	} name SEC(".maps")
 
-#define FW_EXACT_HASH(name, keytype)                                                               \
-	struct {                                                                                   \
-		__uint(type, BPF_MAP_TYPE_HASH);                                                   \
-		__uint(max_entries, FW_MAX_CIDRS);                                                 \
-		__uint(map_flags, BPF_F_NO_PREALLOC);                                              \
-		__type(key, keytype);                                                              \
-		__type(value, struct fw_rule_ref);                                                 \
+#define FW_EXACT_HASH(name, keytype)                  \
+	struct {                                      \
+		__uint(type, BPF_MAP_TYPE_HASH);      \
+		__uint(max_entries, FW_MAX_CIDRS);    \
+		__uint(map_flags, BPF_F_NO_PREALLOC); \
+		__type(key, keytype);                 \
+		__type(value, struct fw_rule_ref);    \
 	} name SEC(".maps")
 
 FW_CIDR_TRIE(fw_lpm_src_v4, struct fw_lpm_v4_key);
@@ -94,13 +94,13 @@ FW_EXACT_HASH(fw_exact_src_v6, struct fw_exact_v6_key);
 FW_EXACT_HASH(fw_exact_dst_v6, struct fw_exact_v6_key);
 
 /* classifier address dimensions: prefix -> index into fw_bitmaps */
-#define FW_CLS_TRIE(name, keytype)                                                                 \
-	struct {                                                                                   \
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                               \
-		__uint(max_entries, FW_MAX_CLASSIFIER_PREFIXES);                                   \
-		__uint(map_flags, BPF_F_NO_PREALLOC);                                              \
-		__type(key, keytype);                                                              \
-		__type(value, __u32);                                                              \
+#define FW_CLS_TRIE(name, keytype)                               \
+	struct {                                                 \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);             \
+		__uint(max_entries, FW_MAX_CLASSIFIER_PREFIXES); \
+		__uint(map_flags, BPF_F_NO_PREALLOC);            \
+		__type(key, keytype);                            \
+		__type(value, __u32);                            \
 	} name SEC(".maps")
 
 FW_CLS_TRIE(fw_cls_src_v4, struct fw_lpm_v4_key);
@@ -156,8 +156,8 @@ static __always_inline void fw_count(__u32 stat)
 		*v += 1;
 }
 
-static __always_inline void fw_emit(struct xdp_md *ctx, const struct pkt *p, __u8 kind,
-				    __u8 action, __u16 rule_id)
+static __always_inline void fw_emit(struct xdp_md *ctx, const struct pkt *p, __u8 kind, __u8 action,
+				    __u16 rule_id)
 {
 	if (emit_packet_event(ctx->ingress_ifindex, p, kind, action, rule_id))
 		fw_count(FW_STAT_EVENTS_SENT);
@@ -231,19 +231,8 @@ static __always_inline bool fw_allowlisted(const struct pkt *p, __u32 gen)
 	return bpf_map_lookup_elem(&fw_allow_v6, &k) != NULL;
 }
 
-/* NULL: the dimension is inactive. The empty bitmap (pool slot of no rule) is a real value. */
-static __always_inline const struct fw_bitmap *fw_dim_value(__u32 block, __u32 off, __u32 value)
-{
-	__u32 slot = block + off + value;
-	__u32 *idx = bpf_map_lookup_elem(&fw_cls_dims, &slot);
-
-	if (!idx)
-		return NULL;
-	return bpf_map_lookup_elem(&fw_bitmaps, idx);
-}
-
-static __always_inline const struct fw_bitmap *fw_dim_addr(const struct pkt *p, __u32 gen,
-							   bool src)
+/* -1: no general-rule prefix covers the address, so no general rule can match */
+static __always_inline __s64 fw_dim_addr(const struct pkt *p, __u32 gen, bool src)
 {
 	__u32 *idx;
 
@@ -258,88 +247,84 @@ static __always_inline const struct fw_bitmap *fw_dim_addr(const struct pkt *p, 
 		__builtin_memcpy(k.addr, src ? p->saddr : p->daddr, 16);
 		idx = bpf_map_lookup_elem(src ? (void *)&fw_cls_src_v6 : (void *)&fw_cls_dst_v6, &k);
 	}
-	if (!idx)
-		return NULL;
-	return bpf_map_lookup_elem(&fw_bitmaps, idx);
+	return idx ? *idx : -1;
+}
+
+static __always_inline __s64 fw_dim_value(__u32 block, __u32 off, __u32 value)
+{
+	__u32 slot = block + off + value;
+	__u32 *idx = bpf_map_lookup_elem(&fw_cls_dims, &slot);
+
+	return idx ? *idx : -1;
 }
 
 #define FW_DIM_ON(dims, d) ((dims) & (1 << (d)))
 
 /*
- * The first general rule of the packet's family that matches, as its bit, or -1. An active
- * dimension whose lookup fails (an address no general rule covers) rules out every rule.
+ * The first general rule of the packet's family that matches, as its bit, or -1. Every
+ * dimension resolves to a bitmap of fw_bitmaps (FW_BITMAP_ALL when inactive) before the word
+ * loop, so the loop body has no per-dimension branches for the verifier to multiply.
  */
 static __always_inline int fw_classify(const struct pkt *p, __u32 gen, __u8 dims)
 {
-	const struct fw_bitmap *bsrc = NULL, *bdst = NULL, *bproto = NULL, *bsport = NULL;
-	const struct fw_bitmap *bdport = NULL, *bvlan = NULL, *bl4x = NULL;
 	__u32 block = (gen * ES_FAMILIES + p->family) * FW_DIM_BLOCK;
 	bool ports = p->flags & PKT_F_PORTS;
-	__u64 summary = ~0ULL;
+	__s64 idx[FW_DIM_COUNT];
+	const struct fw_bitmap *b0, *b1, *b2, *b3, *b4, *b5, *b6;
+	__u64 summary;
+	__u32 i0, i1, i2, i3, i4, i5, i6;
 	int n;
 
-	if (FW_DIM_ON(dims, FW_DIM_SRC)) {
-		bsrc = fw_dim_addr(p, gen, true);
-		if (!bsrc)
-			return -1;
-		summary &= bsrc->summary;
-	}
-	if (FW_DIM_ON(dims, FW_DIM_DST)) {
-		bdst = fw_dim_addr(p, gen, false);
-		if (!bdst)
-			return -1;
-		summary &= bdst->summary;
-	}
-	if (FW_DIM_ON(dims, FW_DIM_PROTO)) {
-		bproto = fw_dim_value(block, FW_DIM_OFF_PROTO, p->proto);
-		if (!bproto)
-			return -1;
-		summary &= bproto->summary;
-	}
-	if (FW_DIM_ON(dims, FW_DIM_SPORT)) {
-		bsport = fw_dim_value(block, FW_DIM_OFF_SPORT, ports ? p->sport : FW_DIM_ABSENT_16);
-		if (!bsport)
-			return -1;
-		summary &= bsport->summary;
-	}
-	if (FW_DIM_ON(dims, FW_DIM_DPORT)) {
-		bdport = fw_dim_value(block, FW_DIM_OFF_DPORT, ports ? p->dport : FW_DIM_ABSENT_16);
-		if (!bdport)
-			return -1;
-		summary &= bdport->summary;
-	}
-	if (FW_DIM_ON(dims, FW_DIM_VLAN)) {
-		bvlan = fw_dim_value(block, FW_DIM_OFF_VLAN,
-				     p->flags & PKT_F_VLAN ? p->vlan_id : FW_DIM_UNTAGGED);
-		if (!bvlan)
-			return -1;
-		summary &= bvlan->summary;
-	}
-	if (FW_DIM_ON(dims, FW_DIM_L4X)) {
-		bl4x = fw_dim_value(block, FW_DIM_OFF_L4X, p->l4x);
-		if (!bl4x)
-			return -1;
-		summary &= bl4x->summary;
-	}
+	idx[FW_DIM_SRC] = FW_DIM_ON(dims, FW_DIM_SRC) ? fw_dim_addr(p, gen, true) : FW_BITMAP_ALL;
+	idx[FW_DIM_DST] = FW_DIM_ON(dims, FW_DIM_DST) ? fw_dim_addr(p, gen, false) : FW_BITMAP_ALL;
+	idx[FW_DIM_PROTO] = FW_DIM_ON(dims, FW_DIM_PROTO) ?
+				    fw_dim_value(block, FW_DIM_OFF_PROTO, p->proto) :
+				    FW_BITMAP_ALL;
+	idx[FW_DIM_SPORT] =
+		FW_DIM_ON(dims, FW_DIM_SPORT) ?
+			fw_dim_value(block, FW_DIM_OFF_SPORT, ports ? p->sport : FW_DIM_ABSENT_16) :
+			FW_BITMAP_ALL;
+	idx[FW_DIM_DPORT] =
+		FW_DIM_ON(dims, FW_DIM_DPORT) ?
+			fw_dim_value(block, FW_DIM_OFF_DPORT, ports ? p->dport : FW_DIM_ABSENT_16) :
+			FW_BITMAP_ALL;
+	idx[FW_DIM_VLAN] = FW_DIM_ON(dims, FW_DIM_VLAN) ?
+				   fw_dim_value(block, FW_DIM_OFF_VLAN,
+						p->flags & PKT_F_VLAN ? p->vlan_id : FW_DIM_UNTAGGED) :
+				   FW_BITMAP_ALL;
+	idx[FW_DIM_L4X] = FW_DIM_ON(dims, FW_DIM_L4X) ?
+				  fw_dim_value(block, FW_DIM_OFF_L4X, p->l4x) :
+				  FW_BITMAP_ALL;
 
+	if (idx[0] < 0 || idx[1] < 0 || idx[2] < 0 || idx[3] < 0 || idx[4] < 0 || idx[5] < 0 ||
+	    idx[6] < 0)
+		return -1;
+	i0 = idx[0];
+	i1 = idx[1];
+	i2 = idx[2];
+	i3 = idx[3];
+	i4 = idx[4];
+	i5 = idx[5];
+	i6 = idx[6];
+	b0 = bpf_map_lookup_elem(&fw_bitmaps, &i0);
+	b1 = bpf_map_lookup_elem(&fw_bitmaps, &i1);
+	b2 = bpf_map_lookup_elem(&fw_bitmaps, &i2);
+	b3 = bpf_map_lookup_elem(&fw_bitmaps, &i3);
+	b4 = bpf_map_lookup_elem(&fw_bitmaps, &i4);
+	b5 = bpf_map_lookup_elem(&fw_bitmaps, &i5);
+	b6 = bpf_map_lookup_elem(&fw_bitmaps, &i6);
+	if (!b0 || !b1 || !b2 || !b3 || !b4 || !b5 || !b6)
+		return -1;
+
+	summary = b0->summary & b1->summary & b2->summary & b3->summary & b4->summary &
+		  b5->summary & b6->summary;
 	for (n = 0; n < FW_BITMAP_WORDS && summary; n++) {
-		__u32 w = ctz64(summary) & (FW_BITMAP_WORDS - 1);
-		__u64 word = ~0ULL;
+		__u64 w = ctz64(summary), word;
 
-		if (bsrc)
-			word &= bsrc->words[w];
-		if (bdst)
-			word &= bdst->words[w];
-		if (bproto)
-			word &= bproto->words[w];
-		if (bsport)
-			word &= bsport->words[w];
-		if (bdport)
-			word &= bdport->words[w];
-		if (bvlan)
-			word &= bvlan->words[w];
-		if (bl4x)
-			word &= bl4x->words[w];
+		VERIFIER_MASK(w, 63);
+		word = b0->words[w] & b1->words[w] & b2->words[w] & b3->words[w] &
+			     b4->words[w] & b5->words[w] & b6->words[w];
+
 		if (word)
 			return w * 64 + ctz64(word);
 		summary &= summary - 1;

@@ -1,4 +1,12 @@
+pub mod abi;
+pub mod cli;
 pub mod config;
+pub mod events;
+pub mod loader;
+pub mod maps;
 pub mod packet;
 pub mod pcap;
+pub mod ruleset;
+pub mod signals;
 pub mod skel;
+pub mod state;

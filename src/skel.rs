@@ -1,5 +1,11 @@
 //! The generated skeletons: the only door to generated code.
-#![allow(clippy::all, unused_qualifications, non_camel_case_types, dead_code)]
+#![allow(
+    clippy::all,
+    clippy::undocumented_unsafe_blocks,
+    unused_qualifications,
+    non_camel_case_types,
+    dead_code
+)]
 
 pub mod xdp_firewall {
     include!(concat!(env!("OUT_DIR"), "/xdp_firewall.skel.rs"));

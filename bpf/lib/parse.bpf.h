@@ -59,18 +59,23 @@ struct ipv6_frag {
 };
 
 #define IPV4_FRAG_OFFSET 0x1fff
-#define IPV4_FRAG_MORE 0x2000
+#define IPV4_FRAG_MORE   0x2000
 #define IPV6_FRAG_OFFSET 0xfff8
-#define IPV6_FRAG_MORE 0x0001
+#define IPV6_FRAG_MORE   0x0001
 
-static __always_inline int parse_l4(void *l4, void *l3_end, void *data_end, struct pkt *p)
+/*
+ * l4_len is what the IP header says the transport layer holds. Length checks against it are
+ * done on scalars: a second pointer bound (l3 + tot) would let clang drop the data_end check
+ * that the verifier needs.
+ */
+static __always_inline int parse_l4(void *l4, __u32 l4_len, void *data_end, struct pkt *p)
 {
 	if (p->proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 
-		if ((void *)(th + 1) > data_end || (void *)(th + 1) > l3_end)
+		if ((void *)(th + 1) > data_end || l4_len < sizeof(*th))
 			return PARSE_MALFORMED;
-		if (th->doff < 5 || l4 + th->doff * 4 > l3_end)
+		if (th->doff < 5 || th->doff * 4 > l4_len)
 			return PARSE_MALFORMED;
 		p->sport = bpf_ntohs(th->source);
 		p->dport = bpf_ntohs(th->dest);
@@ -79,7 +84,7 @@ static __always_inline int parse_l4(void *l4, void *l3_end, void *data_end, stru
 	} else if (p->proto == IPPROTO_UDP) {
 		struct udphdr *uh = l4;
 
-		if ((void *)(uh + 1) > data_end || (void *)(uh + 1) > l3_end)
+		if ((void *)(uh + 1) > data_end || l4_len < sizeof(*uh))
 			return PARSE_MALFORMED;
 		p->sport = bpf_ntohs(uh->source);
 		p->dport = bpf_ntohs(uh->dest);
@@ -89,7 +94,7 @@ static __always_inline int parse_l4(void *l4, void *l3_end, void *data_end, stru
 		__u8 *icmp = l4;
 
 		/* type, code and checksum */
-		if ((void *)(icmp + 4) > data_end || (void *)(icmp + 4) > l3_end)
+		if ((void *)(icmp + 4) > data_end || l4_len < 4)
 			return PARSE_MALFORMED;
 		p->sport = icmp[0];
 		p->dport = icmp[1];
@@ -117,7 +122,7 @@ static __always_inline int parse_ipv4(void *l3, void *data_end, struct pkt *p)
 	p->proto = ip->protocol;
 	hlen = ip->ihl * 4;
 	tot = bpf_ntohs(ip->tot_len);
-	if (tot < hlen || l3 + tot > data_end)
+	if (tot < hlen || tot > data_end - l3)
 		return PARSE_MALFORMED;
 	frag = bpf_ntohs(ip->frag_off);
 	if (frag & (IPV4_FRAG_OFFSET | IPV4_FRAG_MORE))
@@ -125,13 +130,14 @@ static __always_inline int parse_ipv4(void *l3, void *data_end, struct pkt *p)
 	/* a non-first fragment carries no L4 header: only address and protocol rules see it */
 	if (frag & IPV4_FRAG_OFFSET)
 		return PARSE_OK;
-	return parse_l4(l3 + hlen, l3 + tot, data_end, p);
+	return parse_l4(l3 + hlen, tot - hlen, data_end, p);
 }
 
 static __always_inline int parse_ipv6(void *l3, void *data_end, struct pkt *p)
 {
 	struct ipv6hdr *ip6 = l3;
-	void *l3_end, *cur;
+	void *payload = ip6 + 1;
+	__u32 plen, off = 0;
 	__u8 nexthdr;
 	int i;
 
@@ -142,52 +148,50 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct pkt *p)
 		return PARSE_MALFORMED;
 	__builtin_memcpy(p->saddr, &ip6->saddr, 16);
 	__builtin_memcpy(p->daddr, &ip6->daddr, 16);
-	l3_end = (void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len);
-	if (l3_end > data_end)
+	plen = bpf_ntohs(ip6->payload_len);
+	if (plen > data_end - payload)
 		return PARSE_MALFORMED;
 	nexthdr = ip6->nexthdr;
-	cur = ip6 + 1;
 
 #pragma unroll
 	for (i = 0; i < PARSE_MAX_IPV6_EXT; i++) {
-		struct ipv6_ext *ext = cur;
+		struct ipv6_ext *ext = payload + off;
 
-		if (nexthdr == NH_HOPOPTS || nexthdr == NH_ROUTING ||
-		    nexthdr == NH_DSTOPTS) {
+		if (nexthdr == NH_HOPOPTS || nexthdr == NH_ROUTING || nexthdr == NH_DSTOPTS) {
 			if ((void *)(ext + 1) > data_end)
 				return PARSE_MALFORMED;
 			nexthdr = ext->nexthdr;
-			cur += (ext->hdrlen + 1) * 8;
+			off += (ext->hdrlen + 1) * 8;
 		} else if (nexthdr == IPPROTO_AH) {
 			if ((void *)(ext + 1) > data_end)
 				return PARSE_MALFORMED;
 			nexthdr = ext->nexthdr;
-			cur += (ext->hdrlen + 2) * 4;
+			off += (ext->hdrlen + 2) * 4;
 		} else if (nexthdr == NH_FRAGMENT) {
-			struct ipv6_frag *fh = cur;
-			__u16 off;
+			struct ipv6_frag *fh = payload + off;
+			__u16 frag;
 
 			if ((void *)(fh + 1) > data_end)
 				return PARSE_MALFORMED;
 			nexthdr = fh->nexthdr;
-			off = bpf_ntohs(fh->frag_off);
+			frag = bpf_ntohs(fh->frag_off);
 			p->flags |= PKT_F_FRAGMENT;
-			cur = fh + 1;
-			if (off & IPV6_FRAG_OFFSET) {
+			off += sizeof(*fh);
+			if (frag & IPV6_FRAG_OFFSET) {
 				p->proto = nexthdr;
-				return cur > l3_end ? PARSE_MALFORMED : PARSE_OK;
+				return off > plen ? PARSE_MALFORMED : PARSE_OK;
 			}
 		} else {
 			break;
 		}
-		if (cur > l3_end)
+		if (off > plen)
 			return PARSE_MALFORMED;
 	}
-	if (nexthdr == NH_HOPOPTS || nexthdr == NH_ROUTING ||
-	    nexthdr == NH_DSTOPTS || nexthdr == IPPROTO_AH || nexthdr == NH_FRAGMENT)
+	if (nexthdr == NH_HOPOPTS || nexthdr == NH_ROUTING || nexthdr == NH_DSTOPTS ||
+	    nexthdr == IPPROTO_AH || nexthdr == NH_FRAGMENT)
 		return PARSE_MALFORMED;
 	p->proto = nexthdr;
-	return parse_l4(cur, l3_end, data_end, p);
+	return parse_l4(payload + off, plen - off, data_end, p);
 }
 
 static __always_inline int parse_packet(void *data, void *data_end, struct pkt *p)

@@ -4,9 +4,9 @@
 #define EBPFSENTINEL_ABI_EVENT_H
 
 enum event_kind {
-	EVENT_FW_RULE = 1,	     /* a rule with the log flag matched */
+	EVENT_FW_RULE = 1,           /* a rule with the log flag matched */
 	EVENT_FW_DEFAULT_POLICY = 2, /* monitor mode: the default policy would drop */
-	EVENT_FW_MALFORMED = 3,	     /* monitor mode: a malformed packet would be dropped */
+	EVENT_FW_MALFORMED = 3,      /* monitor mode: a malformed packet would be dropped */
 };
 
 enum event_action {

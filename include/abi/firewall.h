@@ -45,7 +45,7 @@ enum fw_stat {
  */
 enum fw_dim {
 	FW_DIM_SRC = 0, /* LPM tries fw_cls_src_v4/v6 */
-	FW_DIM_DST,	/* LPM tries fw_cls_dst_v4/v6 */
+	FW_DIM_DST,     /* LPM tries fw_cls_dst_v4/v6 */
 	FW_DIM_PROTO,
 	FW_DIM_SPORT,
 	FW_DIM_DPORT,
@@ -88,14 +88,14 @@ enum fw_family_flags {
 struct fw_settings {
 	__u8 default_action;   /* enum fw_action */
 	__u8 malformed_action; /* enum fw_action */
-	__u8 flags;	       /* enum fw_settings_flags */
+	__u8 flags;            /* enum fw_settings_flags */
 	__u8 pad;
-	__u8 family_flags[2];  /* enum fw_family_flags, by enum fw_family */
+	__u8 family_flags[2]; /* enum fw_family_flags, by enum fw_family */
 	/* general rules per family; 0 skips the classifier */
 	__u16 general_rules[2];
 	/* bit per enum fw_dim: a dimension no rule constrains is not looked up */
 	__u8 active_dims[2];
-	__u8 pad2[6];
+	__u8 pad2[4];
 };
 
 /*

@@ -19,10 +19,14 @@ enum es_limits {
 	FW_MAX_RANKS = 16384,
 
 	/*
-	 * Distinct match sets across all classifier dimensions of both families, both
-	 * generations together. 520 bytes each: 8.5 MiB preallocated.
+	 * Distinct match sets across all classifier dimensions of both families: each generation
+	 * owns half of the pool but its last slot, FW_BITMAP_ALL. 520 bytes each: 8.5 MiB
+	 * preallocated.
 	 */
 	FW_BITMAP_POOL = 16384,
+	/* every bit set: what an inactive dimension contributes to the AND */
+	FW_BITMAP_ALL = FW_BITMAP_POOL - 1,
+	FW_BITMAP_POOL_PER_GEN = (FW_BITMAP_POOL - 1) / 2,
 
 	/* Prefixes of CIDR-only rules per trie or exact hash, both generations (1M each). */
 	FW_MAX_CIDRS = 1 << 21,

@@ -1,1 +1,229 @@
-//! Config: see the helper task.
+//! Loads and fully validates `config.yaml`. Every problem found is reported as
+//! `file:line:col: reason`; a `Config` is only returned when there are none.
+
+mod netset;
+mod validate;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+
+pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/ebpfsentinel";
+pub const MAX_RULES: usize = 16_384;
+pub const MAX_ALIAS_ENTRIES: usize = 1_000_000;
+pub const MAX_ALLOWLIST_ENTRIES: usize = 32_768;
+pub const MAX_PRIORITY: u32 = 1_000_000;
+pub const DEFAULT_PRIORITY: u32 = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+/// Errors without a location (unreadable files) carry the path in `message`.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub location: Option<Location>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(location) => write!(f, "{location}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub interfaces: Vec<String>,
+    pub xdp_mode: XdpMode,
+    pub pin_root: PathBuf,
+    pub firewall: FirewallConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    Auto,
+    Native,
+    Generic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirewallMode {
+    Enforce,
+    Monitor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Pass,
+    Drop,
+}
+
+#[derive(Debug, Clone)]
+pub struct FirewallConfig {
+    pub mode: FirewallMode,
+    pub default_policy: Action,
+    pub malformed: Action,
+    pub allowlist: Vec<IpNet>,
+    pub aliases: BTreeMap<String, Alias>,
+    /// File order; consumers sort stably by `priority`.
+    pub rules: Vec<Rule>,
+}
+
+impl Default for FirewallConfig {
+    fn default() -> Self {
+        FirewallConfig {
+            mode: FirewallMode::Enforce,
+            default_policy: Action::Pass,
+            malformed: Action::Drop,
+            allowlist: Vec::new(),
+            aliases: BTreeMap::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Alias {
+    pub name: String,
+    pub entries: Vec<IpNet>,
+    pub location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub location: Location,
+    pub action: Action,
+    pub log: bool,
+    pub priority: u32,
+    pub src: Option<AddrMatch>,
+    pub dst: Option<AddrMatch>,
+    pub proto: Option<Proto>,
+    pub src_port: Option<PortRange>,
+    pub dst_port: Option<PortRange>,
+    pub vlan: Option<VlanMatch>,
+    pub tcp_flags: Option<TcpFlags>,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrMatch {
+    /// Literal networks plus the members of every referenced alias, deduplicated.
+    pub nets: Vec<IpNet>,
+    /// Referenced alias names (without `@`), kept for display.
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+    Other(u8),
+}
+
+impl Proto {
+    pub fn number(&self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Icmp => 1,
+            Proto::Icmpv6 => 58,
+            Proto::Other(number) => *number,
+        }
+    }
+
+    pub fn from_number(number: u8) -> Proto {
+        match number {
+            6 => Proto::Tcp,
+            17 => Proto::Udp,
+            1 => Proto::Icmp,
+            58 => Proto::Icmpv6,
+            other => Proto::Other(other),
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Proto::Tcp => f.write_str("tcp"),
+            Proto::Udp => f.write_str("udp"),
+            Proto::Icmp => f.write_str("icmp"),
+            Proto::Icmpv6 => f.write_str("icmpv6"),
+            Proto::Other(number) => write!(f, "{number}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VlanMatch {
+    Id(u16),
+    Untagged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpFlags {
+    pub value: u8,
+    pub mask: u8,
+}
+
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_str(&text, path),
+        Err(error) => Err(ConfigErrors(vec![ConfigError {
+            location: None,
+            message: format!("{}: cannot read config: {error}", path.display()),
+        }])),
+    }
+}
+
+/// `path` names the file in messages; relative alias files resolve against its directory.
+pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    validate::check(text, path)
+}

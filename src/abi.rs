@@ -1,0 +1,71 @@
+//! The kernel<->user ABI as Rust sees it: the types the skeletons generate from
+//! `include/abi/*.h` (never a hand-written twin), with byte views and layout checks.
+
+use crate::skel::xdp_firewall::types;
+
+pub use types::{
+    bench_addr, es_limits, event_action, event_kind, fw_action, fw_bitmap, fw_counter, fw_dim,
+    fw_dim_layout, fw_exact_v4_key, fw_exact_v6_key, fw_family, fw_family_flags, fw_lpm_v4_key,
+    fw_lpm_v6_key, fw_rule_flags, fw_rule_ref, fw_settings, fw_settings_flags, fw_stat,
+    packet_event, xdp_stage,
+};
+
+macro_rules! plain {
+    ($($t:ty),*) => {
+        $(
+            // SAFETY: generated from C structs of fixed-width integers and byte arrays with
+            // no implicit padding (the C side asserts the sizes), so every bit pattern is valid.
+            unsafe impl plain::Plain for $t {}
+        )*
+    };
+}
+
+plain!(
+    bench_addr,
+    fw_bitmap,
+    fw_counter,
+    fw_exact_v4_key,
+    fw_exact_v6_key,
+    fw_lpm_v4_key,
+    fw_lpm_v6_key,
+    fw_rule_ref,
+    fw_settings,
+    packet_event
+);
+
+pub const GENERATIONS: u32 = es_limits::ES_GENERATIONS.0;
+pub const MAX_RULES_PER_FAMILY: usize = es_limits::FW_MAX_RULES_PER_FAMILY.0 as usize;
+pub const BITMAP_WORDS: usize = es_limits::FW_BITMAP_WORDS.0 as usize;
+pub const MAX_RANKS: usize = es_limits::FW_MAX_RANKS.0 as usize;
+/// Bitmap pool slots one generation may use.
+pub const BITMAP_POOL_PER_GEN: usize = es_limits::FW_BITMAP_POOL_PER_GEN.0 as usize;
+pub const BITMAP_ALL: u32 = es_limits::FW_BITMAP_ALL.0;
+/// CIDR-only prefixes (trie plus exact hash, each) one generation may use.
+pub const MAX_CIDRS_PER_GEN: usize = es_limits::FW_MAX_CIDRS.0 as usize / 2;
+pub const MAX_CLASSIFIER_PREFIXES_PER_GEN: usize =
+    es_limits::FW_MAX_CLASSIFIER_PREFIXES.0 as usize / 2;
+pub const MAX_ALLOWLIST_PER_GEN: usize = es_limits::FW_MAX_ALLOWLIST.0 as usize / 2;
+pub const DIM_BLOCK: usize = fw_dim_layout::FW_DIM_BLOCK.0 as usize;
+pub const EVENT_NO_RULE: u16 = 0xffff;
+
+const _: () = assert!(std::mem::size_of::<packet_event>() == 56);
+const _: () = assert!(std::mem::size_of::<fw_lpm_v4_key>() == 12);
+const _: () = assert!(std::mem::size_of::<fw_lpm_v6_key>() == 24);
+const _: () = assert!(std::mem::size_of::<fw_exact_v4_key>() == 8);
+const _: () = assert!(std::mem::size_of::<fw_exact_v6_key>() == 20);
+const _: () = assert!(std::mem::size_of::<fw_rule_ref>() == 4);
+const _: () = assert!(std::mem::size_of::<fw_settings>() == 16);
+const _: () = assert!(std::mem::size_of::<fw_bitmap>() == 8 + 8 * BITMAP_WORDS);
+const _: () = assert!(MAX_RULES_PER_FAMILY == BITMAP_WORDS * 64);
+
+pub fn bytes_of<T: plain::Plain>(v: &T) -> &[u8] {
+    // SAFETY: Plain types have no padding and no invalid bit patterns.
+    unsafe { plain::as_bytes(v) }
+}
+
+/// Copies a record out of a byte slice; None if the slice is too short.
+pub fn read<T: plain::Plain + Default>(bytes: &[u8]) -> Option<T> {
+    let mut v = T::default();
+    plain::copy_from_bytes(&mut v, bytes).ok()?;
+    Some(v)
+}

@@ -1,0 +1,34 @@
+use anyhow::{anyhow, Result};
+
+use super::{ConfigArg, Outcome};
+use crate::config;
+use crate::ruleset;
+
+/// Validate a config file and compile its ruleset, touching nothing in the kernel.
+///
+/// Prints every error as FILE:LINE:COLUMN: REASON and exits 2 if there is any.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub fn execute(args: CheckArgs) -> Result<Outcome> {
+    let cfg = config::load(&args.config.config).map_err(|e| anyhow!("invalid config:\n{e}"))?;
+    let rs = ruleset::compile(&cfg.firewall)
+        .map_err(|e| anyhow!("{}: ruleset does not fit: {e:#}", cfg.path.display()))?;
+    let cidr_only = rs.ranks.iter().filter(|r| r.cidr_only).count();
+    println!(
+        "{}: ok: {} rules ({} CIDR-only with {} prefixes, {} IPv4 and {} IPv6 general), {} aliases, {} allowlist prefixes, {} match sets",
+        cfg.path.display(),
+        rs.ranks.len(),
+        cidr_only,
+        rs.cidr_entries(),
+        rs.classifiers[0].rules.len(),
+        rs.classifiers[1].rules.len(),
+        cfg.firewall.aliases.len(),
+        rs.allow[0].len() + rs.allow[1].len(),
+        rs.bitmaps.len(),
+    );
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,58 @@
+//! The command line: one file per subcommand.
+
+mod bench;
+mod check;
+mod run;
+mod status;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+pub const DEFAULT_CONFIG: &str = "/etc/ebpfsentinel/config.yaml";
+
+/// In-kernel network-security dataplane: XDP firewall with LPM-trie CIDR rules, IP-set
+/// aliases and a rule classifier, managed from one binary.
+///
+/// Exit codes: 0 ok, 1 a negative answer (e.g. `status` finds nothing running), 2 an error.
+#[derive(Debug, Parser)]
+#[command(name = "ebpfsentinel", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(run::RunArgs),
+    Check(check::CheckArgs),
+    Status(status::StatusArgs),
+    Bench(bench::BenchArgs),
+}
+
+/// What a command found, as opposed to failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Negative,
+}
+
+impl Cli {
+    pub fn execute(self) -> Result<Outcome> {
+        match self.command {
+            Command::Run(a) => run::execute(a),
+            Command::Check(a) => check::execute(a),
+            Command::Status(a) => status::execute(a),
+            Command::Bench(a) => bench::execute(a),
+        }
+    }
+}
+
+/// The config file every subcommand that needs one reads.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Config file (YAML).
+    #[arg(short, long, default_value = DEFAULT_CONFIG, value_name = "FILE")]
+    pub config: PathBuf,
+}

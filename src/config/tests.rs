@@ -1,0 +1,963 @@
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ipnet::IpNet;
+
+use super::yaml::{self, Scalar};
+use super::*;
+
+const CONFIG_PATH: &str = "/etc/ebpfsentinel/config.yaml";
+const FEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/feeds");
+
+/// Marks the position an error must point at; removed before parsing.
+const HERE: char = '»';
+
+const EXAMPLE: &str = r#"interfaces: [wan0]
+xdp_mode: auto               # auto | native | generic
+pin_root: /sys/fs/bpf/ebpfsentinel
+firewall:
+  mode: enforce              # enforce | monitor
+  default_policy: pass       # pass | drop
+  malformed: drop            # drop | pass
+  allowlist: [198.51.100.0/24, "@monitoring"]
+  aliases:
+    spamhaus: { file: /work/shared/data/feeds/spamhaus_drop.netset }
+    monitoring: { entries: [192.0.2.10, "2001:db8::10"] }
+  rules:
+    - { id: drop-spamhaus, action: drop, src: "@spamhaus" }
+    - { id: no-telnet, action: drop, proto: tcp, dst_port: 23, log: true }
+    - { id: lan-dns, action: pass, proto: udp, src: 10.0.0.0/8, dst_port: "53", priority: 10 }
+    - { id: v6-net, action: drop, src: "2001:db8:bad::/48" }
+"#;
+
+fn example() -> String {
+    EXAMPLE.replace("/work/shared/data/feeds", FEEDS)
+}
+
+fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    parse_str(text, Path::new(CONFIG_PATH))
+}
+
+fn net(text: &str) -> IpNet {
+    text.parse().expect("test network literal")
+}
+
+fn nets(texts: &[&str]) -> Vec<IpNet> {
+    texts.iter().map(|text| net(text)).collect()
+}
+
+fn errors_of(text: &str) -> Vec<ConfigError> {
+    match parse(text) {
+        Ok(config) => panic!("expected errors, got {config:#?}"),
+        Err(ConfigErrors(errors)) => errors,
+    }
+}
+
+/// Strips the `HERE` marker and returns the text with the marker's 1-based line and column.
+fn strip_marker(marked: &str) -> (String, usize, usize) {
+    let offset = marked.find(HERE).expect("test text has a » marker");
+    let before = &marked[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before[before.rfind('\n').map_or(0, |nl| nl + 1)..]
+        .chars()
+        .count()
+        + 1;
+    (marked.replacen(HERE, "", 1), line, col)
+}
+
+/// Asserts that parsing fails with an error located exactly at the `»` marker whose message
+/// contains `needle`.
+fn assert_error(marked: &str, needle: &str) {
+    let (text, line, col) = strip_marker(marked);
+    let errors = errors_of(&text);
+    let expected = Location {
+        file: PathBuf::from(CONFIG_PATH),
+        line,
+        col,
+    };
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.location.as_ref() == Some(&expected) && e.message.contains(needle)),
+        "no error at {expected} containing {needle:?}; got:\n{}",
+        ConfigErrors(errors.clone())
+    );
+}
+
+/// Wraps one rule in a firewall section; the rule sits on line 3.
+fn with_rule(rule: &str) -> String {
+    format!("firewall:\n  rules:\n    - {rule}\n")
+}
+
+fn parse_ok(text: &str) -> Config {
+    parse(text).unwrap_or_else(|errors| panic!("unexpected errors:\n{errors}"))
+}
+
+fn single_rule(rule: &str) -> Rule {
+    let mut rules = parse_ok(&with_rule(rule)).firewall.rules;
+    assert_eq!(rules.len(), 1);
+    rules.remove(0)
+}
+
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> TempFile {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let unique = format!(
+            "ebpfsentinel-config-{}-{}-{name}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(unique);
+        std::fs::write(&path, contents).expect("write temp file");
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn feed_alias(file: &str) -> Alias {
+    let text = format!("firewall:\n  aliases:\n    feed: {{ file: {FEEDS}/{file} }}\n");
+    parse_ok(&text)
+        .firewall
+        .aliases
+        .remove("feed")
+        .expect("alias feed")
+}
+
+#[test]
+fn example_config_parses() {
+    let config = parse_ok(&example());
+    assert_eq!(config.path, PathBuf::from(CONFIG_PATH));
+    assert_eq!(config.interfaces, ["wan0"]);
+    assert_eq!(config.xdp_mode, XdpMode::Auto);
+    assert_eq!(config.pin_root, PathBuf::from("/sys/fs/bpf/ebpfsentinel"));
+    let fw = &config.firewall;
+    assert_eq!(fw.mode, FirewallMode::Enforce);
+    assert_eq!(fw.default_policy, Action::Pass);
+    assert_eq!(fw.malformed, Action::Drop);
+    assert_eq!(
+        fw.allowlist,
+        nets(&["198.51.100.0/24", "192.0.2.10/32", "2001:db8::10/128"])
+    );
+
+    assert_eq!(
+        fw.aliases.keys().collect::<Vec<_>>(),
+        ["monitoring", "spamhaus"]
+    );
+    let spamhaus = &fw.aliases["spamhaus"];
+    assert_eq!(spamhaus.entries.len(), 926);
+    assert_eq!(spamhaus.entries[0], net("1.10.16.0/20"));
+    assert_eq!((spamhaus.location.line, spamhaus.location.col), (10, 5));
+    assert_eq!(
+        fw.aliases["monitoring"].entries,
+        nets(&["192.0.2.10/32", "2001:db8::10/128"])
+    );
+
+    let ids: Vec<&str> = fw.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["drop-spamhaus", "no-telnet", "lan-dns", "v6-net"]);
+    let [spam, telnet, dns, v6] = &fw.rules[..] else {
+        panic!("four rules")
+    };
+
+    assert_eq!((spam.location.line, spam.location.col), (13, 7));
+    assert_eq!(spam.action, Action::Drop);
+    assert!(!spam.log);
+    assert_eq!(spam.priority, DEFAULT_PRIORITY);
+    let spam_src = spam.src.as_ref().expect("src");
+    assert_eq!(spam_src.aliases, ["spamhaus"]);
+    assert_eq!(spam_src.nets, spamhaus.entries);
+    assert_eq!((spam.dst.as_ref(), spam.proto), (None, None));
+
+    assert_eq!(telnet.proto, Some(Proto::Tcp));
+    assert_eq!(telnet.dst_port, Some(PortRange { lo: 23, hi: 23 }));
+    assert_eq!(telnet.src_port, None);
+    assert!(telnet.log);
+
+    assert_eq!(dns.action, Action::Pass);
+    assert_eq!(dns.proto, Some(Proto::Udp));
+    assert_eq!(
+        dns.src,
+        Some(AddrMatch {
+            nets: nets(&["10.0.0.0/8"]),
+            aliases: vec![]
+        })
+    );
+    assert_eq!(dns.dst_port, Some(PortRange { lo: 53, hi: 53 }));
+    assert_eq!(dns.priority, 10);
+
+    assert_eq!(
+        v6.src.as_ref().map(|m| m.nets.clone()),
+        Some(nets(&["2001:db8:bad::/48"]))
+    );
+    assert_eq!(
+        (v6.vlan, v6.tcp_flags, v6.icmp_type, v6.icmp_code),
+        (None, None, None, None)
+    );
+}
+
+#[test]
+fn empty_documents_and_sections_mean_defaults() {
+    for text in [
+        "",
+        "# nothing yet\n",
+        "firewall:\n",
+        "firewall:\n  rules:\n  aliases:\n",
+    ] {
+        let config = parse_ok(text);
+        assert!(config.interfaces.is_empty());
+        assert_eq!(config.xdp_mode, XdpMode::Auto);
+        assert_eq!(config.pin_root, PathBuf::from(DEFAULT_PIN_ROOT));
+        assert_eq!(config.firewall.mode, FirewallMode::Enforce);
+        assert_eq!(config.firewall.default_policy, Action::Pass);
+        assert_eq!(config.firewall.malformed, Action::Drop);
+        assert!(config.firewall.rules.is_empty() && config.firewall.aliases.is_empty());
+    }
+}
+
+#[test]
+fn keywords_are_mapped() {
+    let config = parse_ok(
+        "xdp_mode: generic\nfirewall:\n  mode: monitor\n  default_policy: drop\n  malformed: pass\n",
+    );
+    assert_eq!(config.xdp_mode, XdpMode::Generic);
+    assert_eq!(config.firewall.mode, FirewallMode::Monitor);
+    assert_eq!(config.firewall.default_policy, Action::Drop);
+    assert_eq!(config.firewall.malformed, Action::Pass);
+    assert_eq!(parse_ok("xdp_mode: native\n").xdp_mode, XdpMode::Native);
+}
+
+#[test]
+fn error_display_formats() {
+    let location = Location {
+        file: PathBuf::from("/a/c.yaml"),
+        line: 3,
+        col: 7,
+    };
+    assert_eq!(location.to_string(), "/a/c.yaml:3:7");
+    let located = ConfigError {
+        location: Some(location),
+        message: "bad".into(),
+    };
+    let unlocated = ConfigError {
+        location: None,
+        message: "/a/c.yaml: unreadable".into(),
+    };
+    assert_eq!(located.to_string(), "/a/c.yaml:3:7: bad");
+    assert_eq!(
+        ConfigErrors(vec![located, unlocated]).to_string(),
+        "/a/c.yaml:3:7: bad\n/a/c.yaml: unreadable"
+    );
+
+    let errors = parse("xdp_mode: fast\npin_root: relative\n").expect_err("two errors");
+    assert_eq!(
+        errors.to_string(),
+        "/etc/ebpfsentinel/config.yaml:1:11: expected one of auto | native | generic, found string \"fast\"\n\
+         /etc/ebpfsentinel/config.yaml:2:11: pin_root must be an absolute path, found `relative`"
+    );
+}
+
+#[test]
+fn load_reads_files_and_reports_io_errors() {
+    let file = TempFile::new("config.yaml", "interfaces: [eth0]\n");
+    assert_eq!(load(&file.0).expect("valid config").interfaces, ["eth0"]);
+
+    let missing = Path::new("/nonexistent/ebpfsentinel/config.yaml");
+    let ConfigErrors(errors) = load(missing).expect_err("missing file");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].location.is_none());
+    assert!(errors[0]
+        .message
+        .starts_with("/nonexistent/ebpfsentinel/config.yaml: cannot read config"));
+}
+
+#[test]
+fn every_error_is_collected() {
+    // The duplicate key is found while reading the YAML, before everything else, yet it is
+    // listed in reading order.
+    let text = "xdp_mode: fast\nfirewall:\n  mode: loud\n  rules:\n    - { id: a, action: drop, log: 1 }\n    - { id: a, action: maybe }\nxdp_mode: auto\n";
+    let errors = errors_of(text);
+    let positions: Vec<(usize, usize)> = errors
+        .iter()
+        .filter_map(|e| e.location.as_ref().map(|l| (l.line, l.col)))
+        .collect();
+    assert_eq!(
+        positions,
+        [(1, 11), (3, 9), (5, 35), (6, 13), (6, 24), (7, 1)]
+    );
+}
+
+#[test]
+fn unknown_keys_name_the_key_and_list_allowed_ones() {
+    assert_error("interfaces: []\n»iface: eth0\n", "unknown key `iface` in the top level; allowed keys: interfaces, xdp_mode, pin_root, firewall");
+    assert_error("firewall:\n  »policy: drop\n", "unknown key `policy` in firewall; allowed keys: mode, default_policy, malformed, allowlist, aliases, rules");
+    assert_error(
+        &with_rule("{ id: a, action: drop, »port: 80 }"),
+        "unknown key `port` in a rule; allowed keys: id, action, log, priority, src, dst",
+    );
+    assert_error(
+        "firewall:\n  aliases:\n    x: { entries: [10.0.0.0/8], »url: y }\n",
+        "unknown key `url` in an alias; allowed keys: file, entries",
+    );
+}
+
+#[test]
+fn duplicate_mapping_keys_are_rejected_everywhere() {
+    assert_error(
+        "xdp_mode: auto\n»xdp_mode: native\n",
+        "duplicate key `xdp_mode` (first defined at line 1, column 1)",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, »action: pass }"),
+        "duplicate key `action` (first defined at line 3, column 16)",
+    );
+    assert_error("firewall:\n  aliases:\n    a: { entries: [10.0.0.0/8] }\n    »a: { entries: [10.0.0.0/8] }\n", "duplicate key `a`");
+}
+
+#[test]
+fn anchors_aliases_tags_and_complex_keys_are_rejected() {
+    assert_error(
+        "xdp_mode: &mode »auto\n",
+        "YAML anchors (&name) are not supported",
+    );
+    assert_error("xdp_mode: auto\npin_root: »*mode\n", "YAML syntax error");
+    assert_error(
+        "xdp_mode: &m auto\nfirewall:\n  mode: »*m\n",
+        "YAML aliases (*name) are not supported",
+    );
+    assert_error("xdp_mode: !!str »auto\n", "YAML tags are not supported");
+    assert_error("? »[a, b]\n: c\n", "mapping keys must be plain strings");
+    let ConfigErrors(errors) =
+        parse("firewall:\n  mode: &m monitor\n  default_policy: *m\n").expect_err("alias");
+    assert_eq!(
+        errors.len(),
+        2,
+        "the alias is not also reported as a wrong type"
+    );
+}
+
+#[test]
+fn syntax_errors_and_extra_documents_are_reported() {
+    assert_error("firewall:\n  rules: [\n»", "YAML syntax error");
+    assert_error(
+        "xdp_mode: auto\n»---\nxdp_mode: native\n",
+        "only one YAML document is allowed",
+    );
+    assert_error(
+        "»- a\n- b\n",
+        "expected the top level (a mapping), found a list",
+    );
+    // The top-level mapping plus 63 lists is the deepest accepted.
+    let nested = |depth: usize| format!("interfaces: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+    assert!(parse(&nested(63)).is_err_and(|e| !e.to_string().contains("nesting")));
+    let too_deep = format!("interfaces: {}»[{}\n", "[".repeat(63), "]".repeat(64));
+    assert_error(&too_deep, "YAML nesting deeper than 64 levels");
+}
+
+#[test]
+fn wrong_types_say_what_was_expected() {
+    assert_error(
+        &with_rule("{ id: a, action: drop, log: »\"yes\" }"),
+        "expected a boolean (true or false), found string \"yes\"",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, log: »yes }"),
+        "expected a boolean (true or false), found string \"yes\"",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, priority: »-1 }"),
+        "expected an integer in 0..=1000000, found integer -1",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, priority: »1000001 }"),
+        "expected an integer in 0..=1000000",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, priority: »1.5 }"),
+        "found float 1.5",
+    );
+    assert_error(
+        "firewall:\n  rules: »{ id: a }\n",
+        "expected a list of rules, found a mapping",
+    );
+    assert_error(
+        "firewall:\n  rules:\n    - »just-a-string\n",
+        "expected a rule (a mapping), found string \"just-a-string\"",
+    );
+    assert_error(
+        "firewall: »[]\n",
+        "expected firewall (a mapping), found a list",
+    );
+    assert_error(
+        "interfaces: »{ a: b }\n",
+        "expected a string or a list of strings, found a mapping",
+    );
+    assert_error("interfaces: [»7]\n", "expected a string, found integer 7");
+    assert_error(
+        "firewall:\n  mode: »true\n",
+        "expected one of enforce | monitor, found boolean true",
+    );
+    assert_error(
+        "firewall:\n  default_policy: »reject\n",
+        "expected one of pass | drop",
+    );
+    assert_error(
+        "firewall:\n  »malformed:\n",
+        "expected one of pass | drop, found null",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: »deny }"),
+        "expected one of pass | drop, found string \"deny\"",
+    );
+    assert_error(
+        &with_rule("{ »id: , action: drop }"),
+        "expected a string, found null",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, icmp_type: »256, proto: icmp }"),
+        "expected an integer in 0..=255",
+    );
+}
+
+#[test]
+fn missing_required_rule_keys() {
+    assert_error(&with_rule("»{ id: a }"), "missing required key `action`");
+    assert_error(&with_rule("»{ action: drop }"), "missing required key `id`");
+    assert_error(
+        "firewall:\n  rules:\n    - »id: a\n      log: true\n",
+        "missing required key `action`",
+    );
+}
+
+#[test]
+fn rule_ids_are_unique_and_well_formed() {
+    assert_error(
+        "firewall:\n  rules:\n    - { id: a, action: drop }\n    - { id: »a, action: pass }\n",
+        "duplicate rule id `a` (first defined at line 3, column 13)",
+    );
+    assert_error(
+        &with_rule("{ id: »\"\", action: drop }"),
+        "rule id must not be empty",
+    );
+    assert_error(
+        &with_rule("{ id: »\"has space\", action: drop }"),
+        "invalid rule id `has space`",
+    );
+    let long = "x".repeat(65);
+    assert_error(
+        &with_rule(&format!("{{ id: »{long}, action: drop }}")),
+        "invalid rule id",
+    );
+    assert_eq!(
+        single_rule(&format!("{{ id: \"{}\", action: drop }}", &long[1..]))
+            .id
+            .len(),
+        64
+    );
+    assert_eq!(
+        single_rule("{ id: \"a_b.c:d-9\", action: drop }").id,
+        "a_b.c:d-9"
+    );
+}
+
+#[test]
+fn bad_addresses_are_rejected_with_hints() {
+    assert_error(
+        &with_rule("{ id: a, action: drop, src: »10.0.0.1/8 }"),
+        "`10.0.0.1/8` has host bits set; did you mean `10.0.0.0/8`?",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, dst: [10.0.0.0/8, »\"2001:db8::1/32\"] }"),
+        "did you mean `2001:db8::/32`?",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, src: »10.0.0.0/33 }"),
+        "invalid CIDR `10.0.0.0/33`",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, src: »300.1.1.1 }"),
+        "invalid IP address `300.1.1.1`",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, src: »[] }"),
+        "`src` must list at least one address or alias",
+    );
+    assert_error(
+        "firewall:\n  allowlist: [»example.com]\n",
+        "invalid IP address `example.com`",
+    );
+    assert_error(
+        "firewall:\n  aliases:\n    x: { entries: [»10.1.1.1/16] }\n",
+        "did you mean `10.1.0.0/16`?",
+    );
+}
+
+#[test]
+fn addresses_accept_hosts_cidrs_and_lists() {
+    let rule = single_rule(
+        "{ id: a, action: drop, src: 1.2.3.4, dst: [1.2.3.4/32, 5.6.0.0/16, 1.2.3.4] }",
+    );
+    assert_eq!(rule.src.expect("src").nets, nets(&["1.2.3.4/32"]));
+    assert_eq!(
+        rule.dst.expect("dst").nets,
+        nets(&["1.2.3.4/32", "5.6.0.0/16"])
+    );
+    let mixed = single_rule(
+        "{ id: a, action: drop, src: [10.0.0.0/8, \"fd00::/8\"], dst: \"2001:db8::1\" }",
+    );
+    assert_eq!(mixed.dst.expect("dst").nets, nets(&["2001:db8::1/128"]));
+}
+
+#[test]
+fn ports_single_and_ranges() {
+    let rule = single_rule("{ id: a, action: drop, src_port: \"1024-65535\", dst_port: 0 }");
+    assert_eq!(
+        rule.src_port,
+        Some(PortRange {
+            lo: 1024,
+            hi: 65535
+        })
+    );
+    assert_eq!(rule.dst_port, Some(PortRange { lo: 0, hi: 0 }));
+    assert_eq!(
+        single_rule("{ id: a, action: drop, dst_port: \"80 - 81\" }").dst_port,
+        Some(PortRange { lo: 80, hi: 81 })
+    );
+    let expected = "expected a port 0..=65535 or a range \"N-M\" with N <= M";
+    for bad in [
+        "70000",
+        "-1",
+        "\"90-80\"",
+        "\"http\"",
+        "\"1-70000\"",
+        "[80]",
+    ] {
+        assert_error(
+            &with_rule(&format!("{{ id: a, action: drop, dst_port: »{bad} }}")),
+            expected,
+        );
+    }
+}
+
+#[test]
+fn protocols_by_name_and_number() {
+    assert_eq!(
+        single_rule("{ id: a, action: drop, proto: 6 }").proto,
+        Some(Proto::Tcp)
+    );
+    assert_eq!(
+        single_rule("{ id: a, action: drop, proto: 17 }").proto,
+        Some(Proto::Udp)
+    );
+    assert_eq!(
+        single_rule("{ id: a, action: drop, proto: 58 }").proto,
+        Some(Proto::Icmpv6)
+    );
+    assert_eq!(
+        single_rule("{ id: a, action: drop, proto: icmp }").proto,
+        Some(Proto::Icmp)
+    );
+    let gre = single_rule("{ id: a, action: drop, proto: 47 }")
+        .proto
+        .expect("proto");
+    assert_eq!((gre, gre.number()), (Proto::Other(47), 47));
+    assert_eq!(
+        [Proto::Tcp, Proto::Udp, Proto::Icmp, Proto::Icmpv6].map(|p| p.number()),
+        [6, 17, 1, 58]
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, proto: »256 }"),
+        "expected one of tcp | udp | icmp | icmpv6 or a protocol number 0..=255, found integer 256",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, proto: »sctp }"),
+        "found string \"sctp\"",
+    );
+}
+
+#[test]
+fn vlan_ids_and_untagged() {
+    assert_eq!(
+        single_rule("{ id: a, action: drop, vlan: 4094 }").vlan,
+        Some(VlanMatch::Id(4094))
+    );
+    assert_eq!(
+        single_rule("{ id: a, action: drop, vlan: untagged }").vlan,
+        Some(VlanMatch::Untagged)
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, vlan: »4095 }"),
+        "expected a VLAN id 0..=4094 or \"untagged\", found integer 4095",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, vlan: »tagged }"),
+        "expected a VLAN id",
+    );
+}
+
+#[test]
+fn tcp_flags_value_and_mask() {
+    let flags = |spec: &str| {
+        single_rule(&format!(
+            "{{ id: a, action: drop, proto: tcp, tcp_flags: \"{spec}\" }}"
+        ))
+        .tcp_flags
+    };
+    assert_eq!(
+        flags("S/SA"),
+        Some(TcpFlags {
+            value: 0x02,
+            mask: 0x12
+        })
+    );
+    assert_eq!(
+        flags("sa"),
+        Some(TcpFlags {
+            value: 0x12,
+            mask: 0x12
+        })
+    );
+    assert_eq!(
+        flags("/FSRPAUEC"),
+        Some(TcpFlags {
+            value: 0,
+            mask: 0xff
+        })
+    );
+    assert_eq!(
+        flags("R"),
+        Some(TcpFlags {
+            value: 0x04,
+            mask: 0x04
+        })
+    );
+    let bad = |spec: &str, needle: &str| {
+        assert_error(
+            &with_rule(&format!(
+                "{{ id: a, action: drop, proto: tcp, tcp_flags: »\"{spec}\" }}"
+            )),
+            needle,
+        );
+    };
+    bad("SX", "invalid tcp_flags `SX`: unknown flag `X`");
+    bad("SA/A", "must also appear in the mask");
+    bad("S/", "must also appear in the mask");
+    bad("", "no flags given");
+    assert_error(
+        &with_rule("{ id: a, action: drop, proto: tcp, tcp_flags: »2 }"),
+        "expected a string, found integer 2",
+    );
+}
+
+#[test]
+fn missing_alias_references() {
+    assert_error(
+        &with_rule("{ id: a, action: drop, src: »\"@nope\" }"),
+        "unknown alias `@nope` (no aliases are defined)",
+    );
+    assert_error(
+        "firewall:\n  aliases:\n    b: { entries: [10.0.0.0/8] }\n    a: { entries: [10.0.0.0/8] }\n  allowlist: [»\"@c\"]\n",
+        "unknown alias `@c` (defined: a, b)",
+    );
+    assert_error(
+        "firewall:\n  aliases:\n    a: { entries: [10.0.0.0/8] }\n  rules:\n    - { id: r, action: drop, dst: [\"@a\", »\"@b\"] }\n",
+        "unknown alias `@b`",
+    );
+}
+
+#[test]
+fn alias_definitions_are_checked() {
+    assert_error("firewall:\n  aliases:\n    x: { entries: [10.0.0.0/8, »\"@y\"] }\n    y: { entries: [10.0.0.0/8] }\n", "alias entries cannot reference other aliases (`@y`)");
+    assert_error(
+        "firewall:\n  aliases:\n    x: »{}\n",
+        "alias `x` needs `file` and/or `entries`",
+    );
+    assert_error(
+        "firewall:\n  aliases:\n    »\"bad name\": { entries: [10.0.0.0/8] }\n",
+        "invalid alias name `bad name`",
+    );
+    assert_error(
+        "firewall:\n  aliases:\n    x: »[10.0.0.0/8]\n",
+        "expected an alias (a mapping), found a list",
+    );
+    assert_error(
+        "firewall:\n  aliases: »[x]\n",
+        "expected aliases (a mapping), found a list",
+    );
+    assert_error(
+        "firewall:\n  aliases:\n    x: { file: »missing.netset }\n",
+        "cannot read alias file /etc/ebpfsentinel/missing.netset",
+    );
+}
+
+#[test]
+fn alias_references_expand_and_deduplicate() {
+    let text = "firewall:\n  aliases:\n    a: { entries: [10.0.0.0/8, 192.0.2.1] }\n    b: { entries: [\"192.0.2.1/32\", 198.51.100.0/24] }\n  allowlist: [\"@a\", \"@b\", 10.0.0.0/8]\n  rules:\n    - { id: r, action: drop, src: [\"@b\", \"@a\", \"@b\"] }\n";
+    let config = parse_ok(text);
+    assert_eq!(
+        config.firewall.allowlist,
+        nets(&["10.0.0.0/8", "192.0.2.1/32", "198.51.100.0/24"])
+    );
+    let src = config.firewall.rules[0].src.clone().expect("src");
+    assert_eq!(src.aliases, ["b", "a"]);
+    assert_eq!(
+        src.nets,
+        nets(&["192.0.2.1/32", "198.51.100.0/24", "10.0.0.0/8"])
+    );
+}
+
+#[test]
+fn alias_files_skip_comments_and_locate_bad_lines() {
+    let feed = TempFile::new(
+        "mixed.netset",
+        "# header\n\n; drop list\n1.2.3.0/24 ; SBL123\r\n  10.0.0.1   # host\n2001:db8::/32\n1.2.3.0/24\n\tnot-an-ip here\n10.9.9.9/8\n",
+    );
+    let dir = feed.0.parent().expect("temp dir");
+    let name = feed
+        .0
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("utf-8 name");
+    let text = format!("firewall:\n  aliases:\n    f: {{ file: {name} }}\n");
+    let errors = parse_str(&text, &dir.join("config.yaml")).expect_err("bad lines");
+    let rendered: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        rendered,
+        [
+            format!("{}:8:2: invalid IP address `not-an-ip`", feed.0.display()),
+            format!(
+                "{}:9:1: `10.9.9.9/8` has host bits set; did you mean `10.0.0.0/8`?",
+                feed.0.display()
+            ),
+        ]
+    );
+
+    let good = TempFile::new(
+        "good.netset",
+        "# header\n1.2.3.0/24 ; SBL123\r\n  10.0.0.1   # host\n2001:db8::/32\n1.2.3.0/24",
+    );
+    let name = good
+        .0
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("utf-8 name");
+    let text = format!(
+        "firewall:\n  aliases:\n    f: {{ file: {name}, entries: [192.0.2.0/24, 10.0.0.1] }}\n"
+    );
+    let config = parse_str(&text, &dir.join("config.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.firewall.aliases["f"].entries,
+        nets(&["192.0.2.0/24", "10.0.0.1/32", "1.2.3.0/24", "2001:db8::/32"])
+    );
+}
+
+#[test]
+fn alias_files_cap_reported_lines() {
+    let feed = TempFile::new("hosts.txt", &"0.0.0.0 ok\nexample.com\n".repeat(30));
+    let text = format!(
+        "firewall:\n  aliases:\n    f: {{ file: {} }}\n",
+        feed.0.display()
+    );
+    let ConfigErrors(errors) = parse(&text).expect_err("hosts file is not a netset");
+    assert_eq!(errors.len(), 21);
+    assert_eq!(
+        errors[0].location.as_ref().map(|l| (l.line, l.col)),
+        Some((2, 1))
+    );
+    assert_eq!(
+        errors[20].message,
+        format!("{}: 10 more invalid lines not shown", feed.0.display())
+    );
+}
+
+#[test]
+fn real_feeds_load_completely() {
+    // Counts of non-comment lines, checked with `grep -v '^[#;]' FILE | grep -vc '^$'`.
+    let drop = feed_alias("spamhaus_drop.netset");
+    assert_eq!(drop.entries.len(), 926);
+    let firehol = feed_alias("firehol_level1.netset");
+    assert_eq!(firehol.entries.len(), 2744);
+    // 403 of them are bare addresses (`grep -v '^#' FILE | grep -vc /`).
+    assert_eq!(
+        firehol
+            .entries
+            .iter()
+            .filter(|n| n.prefix_len() == 32)
+            .count(),
+        403
+    );
+    assert!(firehol.entries.contains(&net("0.0.0.0/8")));
+    assert_eq!(feed_alias("dshield.netset").entries.len(), 18);
+    let v6 = feed_alias("spamhaus_dropv6.txt");
+    assert_eq!(v6.entries.len(), 78);
+    assert_eq!(v6.entries[0], net("2001:678:6c4::/48"));
+    assert!(v6.entries.iter().all(|n| matches!(n, IpNet::V6(_))));
+}
+
+#[test]
+fn rules_with_disjoint_address_families_are_rejected() {
+    assert_error(
+        &with_rule("{ id: a, action: drop, src: 10.0.0.0/8, dst: »\"2001:db8::/32\" }"),
+        "src is IPv4-only but dst is IPv6-only: the rule can never match",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, src: \"::/0\", dst: »[1.1.1.1, 2.2.2.2] }"),
+        "src is IPv6-only but dst is IPv4-only",
+    );
+    single_rule("{ id: a, action: drop, src: [10.0.0.0/8, \"::/0\"], dst: \"2001:db8::/32\" }");
+}
+
+#[test]
+fn protocol_specific_fields_need_their_protocol() {
+    assert_error(
+        &with_rule("{ id: a, action: drop, proto: icmp, dst_port: »80 }"),
+        "`dst_port` needs proto tcp or udp, but proto is icmp",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, proto: 47, src_port: »80 }"),
+        "`src_port` needs proto tcp or udp, but proto is 47",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, tcp_flags: »S }"),
+        "`tcp_flags` needs `proto: tcp`",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, proto: udp, tcp_flags: »S }"),
+        "`tcp_flags` needs `proto: tcp`",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, proto: tcp, icmp_type: »8 }"),
+        "`icmp_type` needs `proto: icmp` or `proto: icmpv6`",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, icmp_code: »0 }"),
+        "`icmp_code` needs `proto: icmp` or `proto: icmpv6`",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, proto: »icmp, src: \"2001:db8::/32\" }"),
+        "proto icmp never matches IPv6 addresses; use icmpv6",
+    );
+    assert_error(
+        &with_rule("{ id: a, action: drop, proto: »icmpv6, dst: 192.0.2.0/24 }"),
+        "proto icmpv6 never matches IPv4 addresses; use icmp",
+    );
+
+    let ping = single_rule(
+        "{ id: a, action: drop, proto: icmpv6, icmp_type: 128, icmp_code: 0, src: \"::/0\" }",
+    );
+    assert_eq!((ping.icmp_type, ping.icmp_code), (Some(128), Some(0)));
+    assert_eq!(
+        single_rule("{ id: a, action: drop, dst_port: 53 }").proto,
+        None
+    );
+}
+
+#[test]
+fn interface_names_are_validated() {
+    assert_error(
+        "interfaces: [eth0, »\"0123456789abcdef\"]\n",
+        "interface name `0123456789abcdef` must be 1 to 15 bytes long",
+    );
+    assert_error("interfaces: [»\"\"]\n", "must be 1 to 15 bytes long");
+    assert_error("interfaces: [»a/b]\n", "must not contain `/`");
+    assert_error("interfaces: [»\"a b\"]\n", "must not contain whitespace");
+    assert_error(
+        "interfaces:\n  - eth0\n  - »eth0\n",
+        "duplicate interface `eth0` (first defined at line 2, column 5)",
+    );
+    assert_eq!(
+        parse_ok("interfaces: [\"0123456789abcde\", lo]\n").interfaces,
+        ["0123456789abcde", "lo"]
+    );
+}
+
+#[test]
+fn pin_root_must_be_absolute() {
+    assert_error("pin_root: »bpf/x\n", "pin_root must be an absolute path");
+    assert_eq!(
+        parse_ok("pin_root: /sys/fs/bpf/other\n").pin_root,
+        PathBuf::from("/sys/fs/bpf/other")
+    );
+}
+
+#[test]
+fn rule_count_limit() {
+    let rules: Vec<String> = (0..=MAX_RULES)
+        .map(|i| format!("    - {{ id: r{i}, action: drop }}\n"))
+        .collect();
+    let at_limit = format!("firewall:\n  rules:\n{}", rules[..MAX_RULES].concat());
+    assert_eq!(parse_ok(&at_limit).firewall.rules.len(), MAX_RULES);
+    let over = format!("firewall:\n  rules:\n    »{}", rules.concat().trim_start());
+    assert_error(&over, "16385 rules exceed the limit of 16384");
+}
+
+#[test]
+fn allowlist_limit_counts_expanded_entries() {
+    let entries: String = (0..=MAX_ALLOWLIST_ENTRIES as u32)
+        .map(|i| format!("{}\n", std::net::Ipv4Addr::from(0x0a00_0000 + i)))
+        .collect();
+    let feed = TempFile::new("allow.netset", &entries);
+    let text = format!(
+        "firewall:\n  aliases:\n    many: {{ file: {} }}\n  allowlist: »[\"@many\"]\n",
+        feed.0.display()
+    );
+    assert_error(
+        &text,
+        "allowlist has 32769 entries after alias expansion; the limit is 32768",
+    );
+}
+
+#[test]
+fn alias_entry_limit() {
+    let mut entries = String::with_capacity(15 * (MAX_ALIAS_ENTRIES + 2));
+    for i in 0..=MAX_ALIAS_ENTRIES as u32 {
+        entries.push_str(&format!("{}\n", std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+    }
+    let feed = TempFile::new("huge.netset", &entries);
+    let text = format!(
+        "firewall:\n  aliases:\n    huge: {{ file: {} }}\n",
+        feed.0.display()
+    );
+    let ConfigErrors(errors) = parse(&text).expect_err("over the limit");
+    assert_eq!(errors.len(), 1);
+    let expected = Location {
+        file: feed.0.clone(),
+        line: MAX_ALIAS_ENTRIES + 1,
+        col: 1,
+    };
+    assert_eq!(errors[0].location, Some(expected));
+    assert_eq!(errors[0].message, "more than 1000000 entries");
+}
+
+/// `cargo test --release --lib config -- --ignored --nocapture` to time a million-line feed.
+
+#[test]
+fn plain_scalars_follow_the_yaml_core_schema() {
+    let resolve = |text: &str| {
+        let (root, errors) = yaml::parse(text);
+        assert!(errors.is_empty());
+        let root = root.expect("document");
+        format!("{:?}", root.scalar().expect("scalar"))
+    };
+    assert_eq!(resolve("~"), format!("{:?}", Scalar::Null));
+    assert_eq!(resolve("True"), format!("{:?}", Scalar::Bool(true)));
+    assert_eq!(resolve("yes"), format!("{:?}", Scalar::Str("yes")));
+    assert_eq!(resolve("0x1F"), format!("{:?}", Scalar::Int(31)));
+    assert_eq!(resolve("0o17"), format!("{:?}", Scalar::Int(15)));
+    assert_eq!(resolve("-12"), format!("{:?}", Scalar::Int(-12)));
+    assert_eq!(
+        resolve("99999999999999999999999999999999999999999"),
+        format!("{:?}", Scalar::Int(i128::MAX))
+    );
+    for float in ["1.5", "1e3", ".5", "-.inf", ".NaN", "6."] {
+        assert_eq!(resolve(float), format!("{:?}", Scalar::Float), "{float}");
+    }
+    for string in ["1.2.3.4", "inf", "0x", "1e", "1-2", "\"12\"", "'true'"] {
+        assert!(resolve(string).starts_with("Str("), "{string}");
+    }
+}

@@ -1,0 +1,741 @@
+//! Turns the located YAML tree into a `Config`, collecting every error instead of stopping.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+
+use super::netset::{parse_net, read_netset, NetList};
+use super::yaml::{self, duplicate, Node, Pos, Scalar, Value};
+use super::{
+    Action, AddrMatch, Alias, Config, ConfigError, ConfigErrors, FirewallConfig, FirewallMode,
+    Location, PortRange, Proto, Rule, TcpFlags, VlanMatch, XdpMode, DEFAULT_PIN_ROOT,
+    DEFAULT_PRIORITY, MAX_ALIAS_ENTRIES, MAX_ALLOWLIST_ENTRIES, MAX_PRIORITY, MAX_RULES,
+};
+
+const TOP_KEYS: &[&str] = &["interfaces", "xdp_mode", "pin_root", "firewall"];
+const FIREWALL_KEYS: &[&str] = &[
+    "mode",
+    "default_policy",
+    "malformed",
+    "allowlist",
+    "aliases",
+    "rules",
+];
+const ALIAS_KEYS: &[&str] = &["file", "entries"];
+#[rustfmt::skip]
+const RULE_KEYS: &[&str] = &[
+    "id", "action", "log", "priority", "src", "dst", "proto", "src_port", "dst_port", "vlan",
+    "tcp_flags", "icmp_type", "icmp_code",
+];
+
+const XDP_MODES: &[(&str, XdpMode)] = &[
+    ("auto", XdpMode::Auto),
+    ("native", XdpMode::Native),
+    ("generic", XdpMode::Generic),
+];
+const FIREWALL_MODES: &[(&str, FirewallMode)] = &[
+    ("enforce", FirewallMode::Enforce),
+    ("monitor", FirewallMode::Monitor),
+];
+const ACTIONS: &[(&str, Action)] = &[("pass", Action::Pass), ("drop", Action::Drop)];
+const PROTOS: &[(&str, Proto)] = &[
+    ("tcp", Proto::Tcp),
+    ("udp", Proto::Udp),
+    ("icmp", Proto::Icmp),
+    ("icmpv6", Proto::Icmpv6),
+];
+
+const MAX_INTERFACE_NAME: usize = 15;
+const MAX_RULE_ID: usize = 64;
+const MAX_VLAN_ID: u16 = 4094;
+
+pub(super) fn check(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let (root, yaml_errors) = yaml::parse(text);
+    let mut checker = Checker {
+        file: path,
+        base_dir: path.parent().unwrap_or(Path::new("")),
+        errors: Vec::new(),
+    };
+    let fatal = root.is_none() && !yaml_errors.is_empty();
+    for error in yaml_errors {
+        checker.error(error.pos, error.message);
+    }
+    if fatal {
+        return Err(ConfigErrors(checker.errors));
+    }
+    let config = checker.config(root.as_ref());
+    if checker.errors.is_empty() {
+        return Ok(config);
+    }
+    // Reading order for `check`; errors inside alias files follow, in discovery order.
+    let mut errors = checker.errors;
+    errors.sort_by_key(|error| match &error.location {
+        Some(location) if location.file == path => (false, location.line, location.col),
+        _ => (true, 0, 0),
+    });
+    Err(ConfigErrors(errors))
+}
+
+#[derive(Default, Clone, Copy)]
+struct Fields<'n> {
+    entries: &'n [(Node, Node)],
+}
+
+impl<'n> Fields<'n> {
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.key_text() == key)
+            .map(|(_, value)| value)
+    }
+
+    /// Sections treat an explicit null like an absent key, so that a section whose contents
+    /// are all commented out still means "defaults".
+    fn section(&self, key: &str) -> Option<&'n Node> {
+        self.get(key).filter(|node| !node.is_null())
+    }
+}
+
+struct Checker<'p> {
+    file: &'p Path,
+    base_dir: &'p Path,
+    errors: Vec<ConfigError>,
+}
+
+fn lookup<T: Copy>(choices: &[(&str, T)], name: &str) -> Option<T> {
+    choices
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|&(_, value)| value)
+}
+
+fn names<T>(choices: &[(&str, T)]) -> String {
+    choices
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// `Some("IPv4")` or `Some("IPv6")` when every network is of that family.
+fn only_family<'a>(nets: impl IntoIterator<Item = &'a IpNet>) -> Option<&'static str> {
+    let (mut v4, mut v6) = (false, false);
+    for net in nets {
+        match net {
+            IpNet::V4(_) => v4 = true,
+            IpNet::V6(_) => v6 = true,
+        }
+    }
+    match (v4, v6) {
+        (true, false) => Some("IPv4"),
+        (false, true) => Some("IPv6"),
+        _ => None,
+    }
+}
+
+fn parse_port_range(text: &str) -> Option<PortRange> {
+    let (lo, hi) = text.split_once('-').unwrap_or((text, text));
+    let (lo, hi) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+    (lo <= hi).then_some(PortRange { lo, hi })
+}
+
+fn parse_tcp_flags(text: &str) -> Result<TcpFlags, String> {
+    const LETTERS: &str = "FSRPAUEC";
+    let bits = |part: &str| {
+        part.chars().try_fold(0u8, |bits, letter| {
+            LETTERS
+                .find(letter.to_ascii_uppercase())
+                .map(|bit| bits | (1 << bit))
+                .ok_or_else(|| format!("unknown flag `{letter}` (known: F S R P A U E C)"))
+        })
+    };
+    let (value, mask) = match text.split_once('/') {
+        Some((set, mask)) => (bits(set)?, bits(mask)?),
+        None => {
+            let set = bits(text)?;
+            (set, set)
+        }
+    };
+    if value & !mask != 0 {
+        return Err("flags required to be set must also appear in the mask after `/`".to_owned());
+    }
+    if mask == 0 {
+        return Err("no flags given".to_owned());
+    }
+    Ok(TcpFlags { value, mask })
+}
+
+impl Checker<'_> {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        let location = self.location(pos);
+        self.errors.push(ConfigError {
+            location: Some(location),
+            message: message.into(),
+        });
+    }
+
+    fn location(&self, pos: Pos) -> Location {
+        Location {
+            file: self.file.to_path_buf(),
+            line: pos.line,
+            col: pos.col,
+        }
+    }
+
+    fn mismatch(&mut self, node: &Node, expected: &str) {
+        if !matches!(node.value, Value::Reported) {
+            self.error(node.pos, format!("expected {expected}, found {node}"));
+        }
+    }
+
+    fn map_entries<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [(Node, Node)]> {
+        match &node.value {
+            Value::Map(entries) => Some(entries),
+            _ => {
+                self.mismatch(node, &format!("{what} (a mapping)"));
+                None
+            }
+        }
+    }
+
+    fn fields<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
+        let entries = self.map_entries(node, what)?;
+        for (key, _) in entries {
+            let name = key.key_text();
+            if !allowed.contains(&name) {
+                let allowed = allowed.join(", ");
+                self.error(
+                    key.pos,
+                    format!("unknown key `{name}` in {what}; allowed keys: {allowed}"),
+                );
+            }
+        }
+        Some(Fields { entries })
+    }
+
+    fn required<'n>(&mut self, fields: Fields<'n>, key: &str, owner: &Node) -> Option<&'n Node> {
+        let found = fields.get(key);
+        if found.is_none() {
+            self.error(owner.pos, format!("missing required key `{key}`"));
+        }
+        found
+    }
+
+    fn typed<'n, T>(
+        &mut self,
+        node: &'n Node,
+        expected: &str,
+        convert: impl FnOnce(Scalar<'n>) -> Option<T>,
+    ) -> Option<T> {
+        let converted = node.scalar().and_then(convert);
+        if converted.is_none() {
+            self.mismatch(node, expected);
+        }
+        converted
+    }
+
+    fn string<'n>(&mut self, node: &'n Node) -> Option<&'n str> {
+        self.typed(node, "a string", |scalar| match scalar {
+            Scalar::Str(text) => Some(text),
+            _ => None,
+        })
+    }
+
+    fn boolean(&mut self, node: &Node) -> Option<bool> {
+        self.typed(node, "a boolean (true or false)", |scalar| match scalar {
+            Scalar::Bool(value) => Some(value),
+            _ => None,
+        })
+    }
+
+    fn number<T>(&mut self, node: &Node, max: T) -> Option<T>
+    where
+        T: TryFrom<i128> + PartialOrd + fmt::Display + Copy,
+    {
+        self.typed(
+            node,
+            &format!("an integer in 0..={max}"),
+            |scalar| match scalar {
+                Scalar::Int(value) => T::try_from(value).ok().filter(|n| *n <= max),
+                _ => None,
+            },
+        )
+    }
+
+    fn keyword<T: Copy>(&mut self, node: &Node, choices: &[(&str, T)]) -> Option<T> {
+        self.typed(
+            node,
+            &format!("one of {}", names(choices)),
+            |scalar| match scalar {
+                Scalar::Str(name) => lookup(choices, name),
+                _ => None,
+            },
+        )
+    }
+
+    /// One string or a list of strings, each with its own position.
+    fn strings<'n>(&mut self, node: &'n Node) -> Vec<(Pos, &'n str)> {
+        let items = match &node.value {
+            Value::Seq(items) => items.as_slice(),
+            Value::Scalar { .. } | Value::Reported => std::slice::from_ref(node),
+            Value::Map(_) => {
+                self.mismatch(node, "a string or a list of strings");
+                return Vec::new();
+            }
+        };
+        items
+            .iter()
+            .filter_map(|item| Some((item.pos, self.string(item)?)))
+            .collect()
+    }
+
+    fn first_use<'n>(
+        &mut self,
+        seen: &mut HashMap<&'n str, Pos>,
+        name: &'n str,
+        pos: Pos,
+        what: &str,
+    ) -> bool {
+        match seen.entry(name) {
+            Entry::Occupied(first) => {
+                let message = duplicate(what, name, *first.get());
+                self.error(pos, message);
+                false
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(pos);
+                true
+            }
+        }
+    }
+
+    fn config(&mut self, root: Option<&Node>) -> Config {
+        let fields = match root {
+            Some(root) if !root.is_null() => self
+                .fields(root, "the top level", TOP_KEYS)
+                .unwrap_or_default(),
+            _ => Fields::default(),
+        };
+        Config {
+            path: self.file.to_path_buf(),
+            interfaces: fields
+                .section("interfaces")
+                .map(|n| self.interfaces(n))
+                .unwrap_or_default(),
+            xdp_mode: fields
+                .get("xdp_mode")
+                .and_then(|n| self.keyword(n, XDP_MODES))
+                .unwrap_or(XdpMode::Auto),
+            pin_root: fields
+                .get("pin_root")
+                .and_then(|n| self.pin_root(n))
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_ROOT)),
+            firewall: fields
+                .section("firewall")
+                .map(|n| self.firewall(n))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn interfaces(&mut self, node: &Node) -> Vec<String> {
+        let mut seen = HashMap::new();
+        let mut interfaces = Vec::new();
+        for (pos, name) in self.strings(node) {
+            let problem = if name.is_empty() || name.len() > MAX_INTERFACE_NAME {
+                Some("must be 1 to 15 bytes long")
+            } else if name.contains('/') {
+                Some("must not contain `/`")
+            } else if name.chars().any(char::is_whitespace) {
+                Some("must not contain whitespace")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                self.error(pos, format!("interface name `{name}` {problem}"));
+            } else if self.first_use(&mut seen, name, pos, "interface") {
+                interfaces.push(name.to_owned());
+            }
+        }
+        interfaces
+    }
+
+    fn pin_root(&mut self, node: &Node) -> Option<PathBuf> {
+        let path = Path::new(self.string(node)?);
+        if path.is_absolute() {
+            Some(path.to_path_buf())
+        } else {
+            self.error(
+                node.pos,
+                format!(
+                    "pin_root must be an absolute path, found `{}`",
+                    path.display()
+                ),
+            );
+            None
+        }
+    }
+
+    fn firewall(&mut self, node: &Node) -> FirewallConfig {
+        let defaults = FirewallConfig::default();
+        let Some(fields) = self.fields(node, "firewall", FIREWALL_KEYS) else {
+            return defaults;
+        };
+        let aliases = fields
+            .section("aliases")
+            .map(|n| self.aliases(n))
+            .unwrap_or_default();
+        FirewallConfig {
+            mode: fields
+                .get("mode")
+                .and_then(|n| self.keyword(n, FIREWALL_MODES))
+                .unwrap_or(defaults.mode),
+            default_policy: fields
+                .get("default_policy")
+                .and_then(|n| self.keyword(n, ACTIONS))
+                .unwrap_or(defaults.default_policy),
+            malformed: fields
+                .get("malformed")
+                .and_then(|n| self.keyword(n, ACTIONS))
+                .unwrap_or(defaults.malformed),
+            allowlist: fields
+                .section("allowlist")
+                .map(|n| self.allowlist(n, &aliases))
+                .unwrap_or_default(),
+            rules: fields
+                .section("rules")
+                .map(|n| self.rules(n, &aliases))
+                .unwrap_or_default(),
+            aliases,
+        }
+    }
+
+    fn aliases(&mut self, node: &Node) -> BTreeMap<String, Alias> {
+        let mut aliases = BTreeMap::new();
+        for (key, value) in self.map_entries(node, "aliases").unwrap_or_default() {
+            let name = key.key_text();
+            let valid_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !valid_name {
+                self.error(
+                    key.pos,
+                    format!("invalid alias name `{name}`: use letters, digits, `_`, `.` and `-`"),
+                );
+            }
+            // Registered even when broken so that references to it do not add "unknown alias"
+            // noise on top of the real error.
+            let alias = Alias {
+                name: name.to_owned(),
+                entries: self.alias_members(name, value),
+                location: self.location(key.pos),
+            };
+            aliases.insert(name.to_owned(), alias);
+        }
+        aliases
+    }
+
+    fn alias_members(&mut self, name: &str, node: &Node) -> Vec<IpNet> {
+        let mut nets = NetList::default();
+        let Some(fields) = self.fields(node, "an alias", ALIAS_KEYS) else {
+            return Vec::new();
+        };
+        let (file, entries) = (fields.get("file"), fields.get("entries"));
+        if file.is_none() && entries.is_none() {
+            self.error(
+                node.pos,
+                format!("alias `{name}` needs `file` and/or `entries`"),
+            );
+        }
+        if let Some(entries) = entries {
+            for (pos, text) in self.strings(entries) {
+                if text.starts_with('@') {
+                    self.error(
+                        pos,
+                        format!("alias entries cannot reference other aliases (`{text}`)"),
+                    );
+                } else {
+                    match parse_net(text) {
+                        Ok(net) => nets.push(net),
+                        Err(message) => self.error(pos, message),
+                    }
+                }
+            }
+            if nets.len() > MAX_ALIAS_ENTRIES {
+                self.error(
+                    entries.pos,
+                    format!("more than {MAX_ALIAS_ENTRIES} entries"),
+                );
+            }
+        }
+        if let Some(file) = file {
+            if let Some(relative) = self.string(file) {
+                let path = self.base_dir.join(relative);
+                if let Err(error) =
+                    read_netset(&path, &mut nets, MAX_ALIAS_ENTRIES, &mut self.errors)
+                {
+                    self.error(
+                        file.pos,
+                        format!("cannot read alias file {}: {error}", path.display()),
+                    );
+                }
+            }
+        }
+        nets.into_unique()
+    }
+
+    /// `None` when any part of the match is invalid, so that later consistency checks do not
+    /// reason about a partial address set.
+    fn addr_match(&mut self, node: &Node, aliases: &BTreeMap<String, Alias>) -> Option<AddrMatch> {
+        let errors_before = self.errors.len();
+        let mut nets = NetList::default();
+        let mut names: Vec<String> = Vec::new();
+        for (pos, text) in self.strings(node) {
+            if let Some(name) = text.strip_prefix('@') {
+                match aliases.get(name) {
+                    Some(alias) => {
+                        nets.extend(&alias.entries);
+                        if !names.iter().any(|known| known == name) {
+                            names.push(name.to_owned());
+                        }
+                    }
+                    None => {
+                        let known = aliases
+                            .keys()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        let hint = if known.is_empty() {
+                            "no aliases are defined".to_owned()
+                        } else {
+                            format!("defined: {known}")
+                        };
+                        self.error(pos, format!("unknown alias `{text}` ({hint})"));
+                    }
+                }
+            } else {
+                match parse_net(text) {
+                    Ok(net) => nets.push(net),
+                    Err(message) => self.error(pos, message),
+                }
+            }
+        }
+        (self.errors.len() == errors_before).then(|| AddrMatch {
+            nets: nets.into_unique(),
+            aliases: names,
+        })
+    }
+
+    fn allowlist(&mut self, node: &Node, aliases: &BTreeMap<String, Alias>) -> Vec<IpNet> {
+        let nets = self
+            .addr_match(node, aliases)
+            .map(|m| m.nets)
+            .unwrap_or_default();
+        if nets.len() > MAX_ALLOWLIST_ENTRIES {
+            self.error(
+                node.pos,
+                format!(
+                    "allowlist has {} entries after alias expansion; the limit is {MAX_ALLOWLIST_ENTRIES}",
+                    nets.len()
+                ),
+            );
+        }
+        nets
+    }
+
+    fn rules(&mut self, node: &Node, aliases: &BTreeMap<String, Alias>) -> Vec<Rule> {
+        let Value::Seq(items) = &node.value else {
+            self.mismatch(node, "a list of rules");
+            return Vec::new();
+        };
+        if items.len() > MAX_RULES {
+            self.error(
+                node.pos,
+                format!("{} rules exceed the limit of {MAX_RULES}", items.len()),
+            );
+        }
+        let mut ids = HashMap::new();
+        items
+            .iter()
+            .filter_map(|item| self.rule(item, aliases, &mut ids))
+            .collect()
+    }
+
+    fn rule<'n>(
+        &mut self,
+        node: &'n Node,
+        aliases: &BTreeMap<String, Alias>,
+        ids: &mut HashMap<&'n str, Pos>,
+    ) -> Option<Rule> {
+        let errors_before = self.errors.len();
+        let fields = self.fields(node, "a rule", RULE_KEYS)?;
+        let id = self
+            .required(fields, "id", node)
+            .and_then(|n| self.rule_id(n, ids));
+        let action = self
+            .required(fields, "action", node)
+            .and_then(|n| self.keyword(n, ACTIONS));
+        let address = |checker: &mut Self, key| {
+            let node = fields.get(key)?;
+            if matches!(&node.value, Value::Seq(items) if items.is_empty()) {
+                checker.error(
+                    node.pos,
+                    format!("`{key}` must list at least one address or alias"),
+                );
+                return None;
+            }
+            checker.addr_match(node, aliases)
+        };
+        let rule = Rule {
+            id: id.unwrap_or_default(),
+            location: self.location(node.pos),
+            action: action.unwrap_or(Action::Pass),
+            log: fields
+                .get("log")
+                .and_then(|n| self.boolean(n))
+                .unwrap_or(false),
+            priority: fields
+                .get("priority")
+                .and_then(|n| self.number(n, MAX_PRIORITY))
+                .unwrap_or(DEFAULT_PRIORITY),
+            src: address(self, "src"),
+            dst: address(self, "dst"),
+            proto: fields.get("proto").and_then(|n| self.proto(n)),
+            src_port: fields.get("src_port").and_then(|n| self.port(n)),
+            dst_port: fields.get("dst_port").and_then(|n| self.port(n)),
+            vlan: fields.get("vlan").and_then(|n| self.vlan(n)),
+            tcp_flags: fields.get("tcp_flags").and_then(|n| self.tcp_flags(n)),
+            icmp_type: fields
+                .get("icmp_type")
+                .and_then(|n| self.number(n, u8::MAX)),
+            icmp_code: fields
+                .get("icmp_code")
+                .and_then(|n| self.number(n, u8::MAX)),
+        };
+        // Consistency checks on a rule that already has errors would mostly echo them.
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        self.rule_consistency(&rule, fields);
+        (self.errors.len() == errors_before).then_some(rule)
+    }
+
+    fn rule_id<'n>(&mut self, node: &'n Node, ids: &mut HashMap<&'n str, Pos>) -> Option<String> {
+        let id = self.string(node)?;
+        let valid = id.len() <= MAX_RULE_ID
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
+        if id.is_empty() {
+            self.error(node.pos, "rule id must not be empty");
+        } else if !valid {
+            self.error(
+                node.pos,
+                format!("invalid rule id `{id}`: use 1 to {MAX_RULE_ID} letters, digits, `_`, `.`, `:` or `-`"),
+            );
+        } else if self.first_use(ids, id, node.pos, "rule id") {
+            return Some(id.to_owned());
+        }
+        None
+    }
+
+    fn proto(&mut self, node: &Node) -> Option<Proto> {
+        let expected = format!("one of {} or a protocol number 0..=255", names(PROTOS));
+        self.typed(node, &expected, |scalar| match scalar {
+            Scalar::Str(name) => lookup(PROTOS, name),
+            Scalar::Int(number) => u8::try_from(number).ok().map(Proto::from_number),
+            _ => None,
+        })
+    }
+
+    fn port(&mut self, node: &Node) -> Option<PortRange> {
+        let expected = "a port 0..=65535 or a range \"N-M\" with N <= M";
+        self.typed(node, expected, |scalar| match scalar {
+            Scalar::Int(port) => u16::try_from(port)
+                .ok()
+                .map(|port| PortRange { lo: port, hi: port }),
+            Scalar::Str(text) => parse_port_range(text),
+            _ => None,
+        })
+    }
+
+    fn vlan(&mut self, node: &Node) -> Option<VlanMatch> {
+        let expected = format!("a VLAN id 0..={MAX_VLAN_ID} or \"untagged\"");
+        self.typed(node, &expected, |scalar| match scalar {
+            Scalar::Int(id) => u16::try_from(id)
+                .ok()
+                .filter(|id| *id <= MAX_VLAN_ID)
+                .map(VlanMatch::Id),
+            Scalar::Str("untagged") => Some(VlanMatch::Untagged),
+            _ => None,
+        })
+    }
+
+    fn tcp_flags(&mut self, node: &Node) -> Option<TcpFlags> {
+        let text = self.string(node)?;
+        parse_tcp_flags(text)
+            .map_err(|reason| self.error(node.pos, format!("invalid tcp_flags `{text}`: {reason}")))
+            .ok()
+    }
+
+    fn rule_consistency(&mut self, rule: &Rule, fields: Fields<'_>) {
+        let side_family =
+            |side: &Option<AddrMatch>| side.as_ref().and_then(|m| only_family(&m.nets));
+        if let (Some(src), Some(dst)) = (side_family(&rule.src), side_family(&rule.dst)) {
+            if src != dst {
+                if let Some(node) = fields.get("dst") {
+                    self.error(
+                        node.pos,
+                        format!(
+                            "src is {src}-only but dst is {dst}-only: the rule can never match"
+                        ),
+                    );
+                }
+            }
+        }
+        let proto_name = rule
+            .proto
+            .map_or_else(String::new, |proto| proto.to_string());
+        if !matches!(rule.proto, None | Some(Proto::Tcp | Proto::Udp)) {
+            for key in ["src_port", "dst_port"] {
+                if let Some(node) = fields.get(key) {
+                    self.error(
+                        node.pos,
+                        format!("`{key}` needs proto tcp or udp, but proto is {proto_name}"),
+                    );
+                }
+            }
+        }
+        if rule.proto != Some(Proto::Tcp) {
+            if let Some(node) = fields.get("tcp_flags") {
+                self.error(node.pos, "`tcp_flags` needs `proto: tcp`");
+            }
+        }
+        if !matches!(rule.proto, Some(Proto::Icmp | Proto::Icmpv6)) {
+            for key in ["icmp_type", "icmp_code"] {
+                if let Some(node) = fields.get(key) {
+                    self.error(
+                        node.pos,
+                        format!("`{key}` needs `proto: icmp` or `proto: icmpv6`"),
+                    );
+                }
+            }
+        }
+        let addresses = rule.src.iter().chain(&rule.dst).flat_map(|m| &m.nets);
+        let mismatch = match (rule.proto, only_family(addresses)) {
+            (Some(Proto::Icmp), Some("IPv6")) => {
+                Some("proto icmp never matches IPv6 addresses; use icmpv6")
+            }
+            (Some(Proto::Icmpv6), Some("IPv4")) => {
+                Some("proto icmpv6 never matches IPv4 addresses; use icmp")
+            }
+            _ => None,
+        };
+        if let (Some(message), Some(node)) = (mismatch, fields.get("proto")) {
+            self.error(node.pos, message);
+        }
+    }
+}

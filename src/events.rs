@@ -1,0 +1,179 @@
+//! Decoding `struct packet_event` records into EVE-like JSON lines.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use serde::Serialize;
+
+use crate::abi::{self, event_action, event_kind, packet_event};
+
+/// Converts the kernel's boot-time clock to wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    realtime_minus_boottime_ns: i128,
+}
+
+fn clock_ns(id: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer; both clock ids exist on every supported kernel.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+impl Clock {
+    pub fn now() -> Clock {
+        Clock {
+            realtime_minus_boottime_ns: clock_ns(libc::CLOCK_REALTIME)
+                - clock_ns(libc::CLOCK_BOOTTIME),
+        }
+    }
+
+    pub fn rfc3339(&self, boot_ns: u64) -> String {
+        let ns = (i128::from(boot_ns) + self.realtime_minus_boottime_ns).max(0);
+        let secs = (ns / 1_000_000_000) as i64;
+        let frac = (ns % 1_000_000_000) as u32;
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            frac / 1000
+        )
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+pub fn addr(bytes: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+pub fn proto_name(p: u8) -> String {
+    match p {
+        1 => "ICMP".into(),
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        58 => "IPv6-ICMP".into(),
+        n => n.to_string(),
+    }
+}
+
+pub fn ifname(ifindex: u32) -> Option<String> {
+    let mut buf = [0u8; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+#[derive(Debug, Serialize)]
+pub struct EveEvent {
+    pub timestamp: String,
+    pub event_type: &'static str,
+    pub src_ip: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<u16>,
+    pub dest_ip: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_code: Option<u8>,
+    pub proto: String,
+    pub action: &'static str,
+    pub reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<String>,
+    pub in_iface: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    pub cpu: u8,
+}
+
+/// `rule_name` resolves the kernel's rank to the operator's rule id.
+pub fn decode(
+    bytes: &[u8],
+    clock: &Clock,
+    rule_name: impl Fn(u16) -> Option<String>,
+) -> Option<EveEvent> {
+    let ev: packet_event = abi::read(bytes)?;
+    let icmp = matches!(ev.protocol, 1 | 58);
+    let has_ports = matches!(ev.protocol, 6 | 17);
+    let reason = match event_kind(u32::from(ev.kind)) {
+        event_kind::EVENT_FW_RULE => "rule",
+        event_kind::EVENT_FW_DEFAULT_POLICY => "default_policy",
+        event_kind::EVENT_FW_MALFORMED => "malformed",
+        _ => "unknown",
+    };
+    let action = match event_action(u32::from(ev.action)) {
+        event_action::EVENT_ACTION_PASS => "pass",
+        event_action::EVENT_ACTION_DROP => "drop",
+        event_action::EVENT_ACTION_WOULD_DROP => "would_drop",
+        _ => "unknown",
+    };
+    Some(EveEvent {
+        timestamp: clock.rfc3339(ev.timestamp_ns),
+        event_type: "firewall",
+        src_ip: addr(ev.src_addr),
+        src_port: has_ports.then_some(ev.src_port),
+        dest_ip: addr(ev.dst_addr),
+        dest_port: has_ports.then_some(ev.dst_port),
+        icmp_type: icmp.then_some(ev.src_port as u8),
+        icmp_code: icmp.then_some(ev.dst_port as u8),
+        proto: proto_name(ev.protocol),
+        action,
+        reason,
+        rule_id: (ev.rule_id != abi::EVENT_NO_RULE)
+            .then(|| rule_name(ev.rule_id).unwrap_or_else(|| format!("#{}", ev.rule_id))),
+        in_iface: ifname(ev.ifindex).unwrap_or_else(|| ev.ifindex.to_string()),
+        vlan: (ev.vlan_id != 0).then_some(ev.vlan_id),
+        cpu: ev.cpu,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn v4_mapped_addresses_decode_as_v4() {
+        let mut b = [0u8; 16];
+        b[10] = 0xff;
+        b[11] = 0xff;
+        b[12..].copy_from_slice(&[192, 0, 2, 1]);
+        assert_eq!(addr(b), "192.0.2.1".parse::<IpAddr>().unwrap());
+        let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert_eq!(addr(v6.octets()), IpAddr::V6(v6));
+    }
+}

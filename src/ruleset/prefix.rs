@@ -1,0 +1,119 @@
+//! Prefixes of either family as one comparable value, and resolution of overlapping prefixes:
+//! an LPM lookup returns only the longest stored prefix, so whatever applies to a shorter
+//! prefix must be folded into every longer one it covers.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Prefix {
+    /// Left-aligned in the family's width (IPv4 uses the low 32 bits).
+    pub addr: u128,
+    pub len: u8,
+}
+
+impl Prefix {
+    pub fn of(net: &IpNet) -> Prefix {
+        let addr = match net.network() {
+            IpAddr::V4(a) => u32::from(a) as u128,
+            IpAddr::V6(a) => u128::from(a),
+        };
+        Prefix {
+            addr,
+            len: net.prefix_len(),
+        }
+    }
+
+    /// The prefix of length `len` (<= self.len) containing this one, in a family `width` bits wide.
+    fn truncate(self, len: u8, width: u8) -> Prefix {
+        let host_bits = u32::from(width - len);
+        let mask = if host_bits >= 128 {
+            0
+        } else {
+            !0u128 << host_bits
+        };
+        let family_mask = if width == 128 {
+            !0u128
+        } else {
+            (1u128 << width) - 1
+        };
+        Prefix {
+            addr: self.addr & mask & family_mask,
+            len,
+        }
+    }
+
+    pub fn v4_octets(self) -> [u8; 4] {
+        (self.addr as u32).to_be_bytes()
+    }
+
+    pub fn v6_octets(self) -> [u8; 16] {
+        self.addr.to_be_bytes()
+    }
+}
+
+/// For every prefix that `direct` names, folds the values of all named prefixes that cover it
+/// (itself included) with `fold`, shortest first.
+pub fn fold_covering<T, A>(
+    direct: &HashMap<Prefix, T>,
+    width: u8,
+    init: impl Fn() -> A,
+    mut fold: impl FnMut(&mut A, &T),
+) -> Vec<(Prefix, A)> {
+    let lengths: BTreeSet<u8> = direct.keys().map(|p| p.len).collect();
+    let mut prefixes: Vec<Prefix> = direct.keys().copied().collect();
+    prefixes.sort_unstable();
+    prefixes
+        .into_iter()
+        .map(|p| {
+            let mut acc = init();
+            for &len in lengths.range(..=p.len) {
+                if let Some(v) = direct.get(&p.truncate(len, width)) {
+                    fold(&mut acc, v);
+                }
+            }
+            (p, acc)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Prefix {
+        Prefix::of(&s.parse().unwrap())
+    }
+
+    #[test]
+    fn covering_values_fold_into_longer_prefixes() {
+        let direct: HashMap<Prefix, u32> = [
+            (p("10.0.0.0/8"), 5),
+            (p("10.1.0.0/16"), 9),
+            (p("192.0.2.0/24"), 1),
+        ]
+        .into_iter()
+        .collect();
+        let folded = fold_covering(&direct, 32, || u32::MAX, |acc, v| *acc = (*acc).min(*v));
+        let got: HashMap<Prefix, u32> = folded.into_iter().collect();
+        assert_eq!(got[&p("10.0.0.0/8")], 5);
+        assert_eq!(got[&p("10.1.0.0/16")], 5, "the /8 of rank 5 covers the /16");
+        assert_eq!(got[&p("192.0.2.0/24")], 1);
+    }
+
+    #[test]
+    fn v6_and_default_route_truncate() {
+        let direct: HashMap<Prefix, u32> = [(p("::/0"), 3), (p("2001:db8::/32"), 7)]
+            .into_iter()
+            .collect();
+        let got: HashMap<Prefix, Vec<u32>> =
+            fold_covering(&direct, 128, Vec::new, |acc, v| acc.push(*v))
+                .into_iter()
+                .collect();
+        assert_eq!(got[&p("2001:db8::/32")], vec![3, 7]);
+        assert_eq!(got[&p("::/0")], vec![3]);
+        assert_eq!(p("0.0.0.0/0").truncate(0, 32), p("0.0.0.0/0"));
+    }
+}

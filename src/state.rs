@@ -1,0 +1,102 @@
+//! What a running daemon tells `status`: a JSON file per pin root under /run, guarded by an
+//! exclusive lock so that two daemons never manage the same pins.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+const STATE_DIR: &str = "/run/ebpfsentinel";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttachedInterface {
+    pub ifname: String,
+    pub ifindex: i32,
+    pub mode: String,
+    pub prog_id: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonState {
+    pub pid: u32,
+    pub config: PathBuf,
+    pub pin_root: PathBuf,
+    pub netns_inode: u64,
+    pub interfaces: Vec<AttachedInterface>,
+    pub generation: u32,
+    /// rule ids by rank, so readers can name the kernel's per-rule counters
+    pub rules: Vec<String>,
+}
+
+pub fn state_path(pin_root: &Path) -> PathBuf {
+    let name: String = pin_root
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    Path::new(STATE_DIR).join(format!("{name}.json"))
+}
+
+pub fn netns_inode() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino())
+        .unwrap_or(0)
+}
+
+/// Held for the daemon's lifetime; dropping it removes the state file.
+pub struct StateLock {
+    _lock: File,
+    path: PathBuf,
+}
+
+impl StateLock {
+    pub fn acquire(pin_root: &Path) -> Result<StateLock> {
+        fs::create_dir_all(STATE_DIR).with_context(|| format!("creating {STATE_DIR}"))?;
+        let path = state_path(pin_root);
+        let lock_path = path.with_extension("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        // SAFETY: flock on a valid open descriptor.
+        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let owner = read(pin_root)
+                .map(|s| format!(" (pid {})", s.pid))
+                .unwrap_or_default();
+            bail!(
+                "another ebpfsentinel daemon{owner} manages pin root {}",
+                pin_root.display()
+            );
+        }
+        Ok(StateLock { _lock: lock, path })
+    }
+
+    pub fn write(&self, state: &DaemonState) -> Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        fs::write(&tmp, serde_json::to_vec_pretty(state)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, &self.path).with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+pub fn read(pin_root: &Path) -> Option<DaemonState> {
+    let bytes = fs::read(state_path(pin_root)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
