@@ -240,12 +240,14 @@ static __always_inline __s64 fw_dim_addr(const struct pkt *p, __u32 gen, bool sr
 		struct fw_lpm_v4_key k = { .prefixlen = 64, .gen = gen };
 
 		__builtin_memcpy(k.addr, src ? p->saddr : p->daddr, 4);
-		idx = bpf_map_lookup_elem(src ? (void *)&fw_cls_src_v4 : (void *)&fw_cls_dst_v4, &k);
+		idx = bpf_map_lookup_elem(src ? (void *)&fw_cls_src_v4 : (void *)&fw_cls_dst_v4,
+					  &k);
 	} else {
 		struct fw_lpm_v6_key k = { .prefixlen = 160, .gen = gen };
 
 		__builtin_memcpy(k.addr, src ? p->saddr : p->daddr, 16);
-		idx = bpf_map_lookup_elem(src ? (void *)&fw_cls_src_v6 : (void *)&fw_cls_dst_v6, &k);
+		idx = bpf_map_lookup_elem(src ? (void *)&fw_cls_src_v6 : (void *)&fw_cls_dst_v6,
+					  &k);
 	}
 	return idx ? *idx : -1;
 }
@@ -288,10 +290,11 @@ static __always_inline int fw_classify(const struct pkt *p, __u32 gen, __u8 dims
 		FW_DIM_ON(dims, FW_DIM_DPORT) ?
 			fw_dim_value(block, FW_DIM_OFF_DPORT, ports ? p->dport : FW_DIM_ABSENT_16) :
 			FW_BITMAP_ALL;
-	idx[FW_DIM_VLAN] = FW_DIM_ON(dims, FW_DIM_VLAN) ?
-				   fw_dim_value(block, FW_DIM_OFF_VLAN,
-						p->flags & PKT_F_VLAN ? p->vlan_id : FW_DIM_UNTAGGED) :
-				   FW_BITMAP_ALL;
+	idx[FW_DIM_VLAN] =
+		FW_DIM_ON(dims, FW_DIM_VLAN) ?
+			fw_dim_value(block, FW_DIM_OFF_VLAN,
+				     p->flags & PKT_F_VLAN ? p->vlan_id : FW_DIM_UNTAGGED) :
+			FW_BITMAP_ALL;
 	idx[FW_DIM_L4X] = FW_DIM_ON(dims, FW_DIM_L4X) ?
 				  fw_dim_value(block, FW_DIM_OFF_L4X, p->l4x) :
 				  FW_BITMAP_ALL;
@@ -322,8 +325,8 @@ static __always_inline int fw_classify(const struct pkt *p, __u32 gen, __u8 dims
 		__u64 w = ctz64(summary), word;
 
 		VERIFIER_MASK(w, 63);
-		word = b0->words[w] & b1->words[w] & b2->words[w] & b3->words[w] &
-			     b4->words[w] & b5->words[w] & b6->words[w];
+		word = b0->words[w] & b1->words[w] & b2->words[w] & b3->words[w] & b4->words[w] &
+		       b5->words[w] & b6->words[w];
 
 		if (word)
 			return w * 64 + ctz64(word);

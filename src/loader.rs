@@ -69,7 +69,7 @@ pub fn ensure_bpffs(dir: &Path) -> Result<()> {
             .with_context(|| format!("statfs {}", probe.display()));
     }
     // SAFETY: statfs returned 0, so it filled st.
-    let magic = unsafe { st.assume_init() }.f_type as i64;
+    let magic = unsafe { st.assume_init() }.f_type;
     if magic != BPF_FS_MAGIC {
         bail!(
             "pin root {} is not on a bpffs ({} has filesystem magic {magic:#x}): mount one with \

@@ -50,6 +50,7 @@ pub fn netns_inode() -> u64 {
 pub struct StateLock {
     _lock: File,
     path: PathBuf,
+    lock_path: PathBuf,
 }
 
 impl StateLock {
@@ -74,7 +75,11 @@ impl StateLock {
                 pin_root.display()
             );
         }
-        Ok(StateLock { _lock: lock, path })
+        Ok(StateLock {
+            _lock: lock,
+            path,
+            lock_path,
+        })
     }
 
     pub fn write(&self, state: &DaemonState) -> Result<()> {
@@ -87,7 +92,10 @@ impl StateLock {
 
 impl Drop for StateLock {
     fn drop(&mut self) {
+        // Unlinked while still held: a daemon starting now either failed on our lock or
+        // creates a fresh file.
         let _ = fs::remove_file(&self.path);
+        let _ = fs::remove_file(&self.lock_path);
     }
 }
 

@@ -856,7 +856,7 @@ fn inconsistent_headers_are_malformed() {
         .udp(1, 2)
         .build();
     // turn the encapsulated ethertype of the inner tag into a third tag
-    triple.splice(22..22, [0x81, 0x00, 0x00, 0x03]);
+    triple.splice(20..20, [0x81, 0x00, 0x00, 0x03]);
     run_table(
         &fw,
         &[

@@ -48,6 +48,7 @@ pub fn execute(args: RunArgs) -> Result<Outcome> {
     let rs = ruleset::compile(&cfg.firewall)
         .map_err(|e| anyhow!("{}: ruleset does not fit: {e:#}", cfg.path.display()))?;
 
+    crate::loader::ensure_bpffs(&cfg.pin_root)?;
     let lock = StateLock::acquire(&cfg.pin_root)?;
     let mut dp = Dataplane::load(&LoadOptions {
         pin_root: Some(cfg.pin_root.clone()),

@@ -22,12 +22,19 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Serialize)]
+struct RuleHits {
+    id: String,
+    packets: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
 struct Status {
     pin_root: PathBuf,
     daemon_pid: Option<u32>,
     pinned: bool,
     generation: Option<u32>,
-    rules: usize,
+    rules: Vec<RuleHits>,
     interfaces: Vec<AttachedInterface>,
     counters: Vec<(String, u64)>,
 }
@@ -50,6 +57,29 @@ pub fn stat_name(slot: u32) -> &'static str {
     }
 }
 
+/// Hit counters need the rule ids the daemon recorded: the kernel only knows ranks.
+fn rule_hits(
+    maps: Option<&FirewallMaps>,
+    generation: Option<u32>,
+    ids: Option<&Vec<String>>,
+) -> Vec<RuleHits> {
+    let (Some(maps), Some(gen), Some(ids)) = (maps, generation, ids) else {
+        return Vec::new();
+    };
+    maps.rule_hits(gen, ids.len())
+        .map(|hits| {
+            ids.iter()
+                .zip(hits)
+                .map(|(id, (packets, bytes))| RuleHits {
+                    id: id.clone(),
+                    packets,
+                    bytes,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn execute(args: StatusArgs) -> Result<Outcome> {
     let daemon = state::read(&args.pin_root).filter(|s| state::pid_alive(s.pid));
     let maps = FirewallMaps::from_pins(&args.pin_root).ok();
@@ -69,7 +99,7 @@ pub fn execute(args: StatusArgs) -> Result<Outcome> {
         daemon_pid: daemon.as_ref().map(|d| d.pid),
         pinned: maps.is_some(),
         generation,
-        rules: daemon.as_ref().map_or(0, |d| d.rules.len()),
+        rules: rule_hits(maps.as_ref(), generation, daemon.as_ref().map(|d| &d.rules)),
         interfaces: daemon.map(|d| d.interfaces).unwrap_or_default(),
         counters,
     };
@@ -91,7 +121,7 @@ pub fn execute(args: StatusArgs) -> Result<Outcome> {
             }
         );
         if let Some(g) = status.generation {
-            println!("ruleset: generation {g}, {} rules", status.rules);
+            println!("ruleset: generation {g}, {} rules", status.rules.len());
         }
         for i in &status.interfaces {
             println!(
@@ -99,8 +129,17 @@ pub fn execute(args: StatusArgs) -> Result<Outcome> {
                 i.ifname, i.ifindex, i.mode, i.prog_id
             );
         }
+        if !status.counters.is_empty() {
+            println!("packets by verdict:");
+        }
         for (name, n) in &status.counters {
             println!("  {name:<16} {n}");
+        }
+        if !status.rules.is_empty() {
+            println!("rule hits (packets, bytes):");
+        }
+        for r in &status.rules {
+            println!("  {:<24} {:>12} {:>14}", r.id, r.packets, r.bytes);
         }
     }
     Ok(if found {

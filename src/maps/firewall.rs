@@ -55,33 +55,33 @@ pub struct FirewallMaps {
     rules: MapHandle,
 }
 
-fn lpm_key(family: Family, gen: u32, p: Prefix) -> Vec<u8> {
+fn lpm_key(family: Family, r#gen: u32, p: Prefix) -> Vec<u8> {
     let prefixlen = 32 + u32::from(p.len);
     match family {
         Family::V4 => bytes_of(&fw_lpm_v4_key {
             prefixlen,
-            r#gen: gen,
+            r#gen,
             addr: p.v4_octets(),
         })
         .to_vec(),
         Family::V6 => bytes_of(&fw_lpm_v6_key {
             prefixlen,
-            r#gen: gen,
+            r#gen,
             addr: p.v6_octets(),
         })
         .to_vec(),
     }
 }
 
-fn exact_key(family: Family, gen: u32, p: Prefix) -> Vec<u8> {
+fn exact_key(family: Family, r#gen: u32, p: Prefix) -> Vec<u8> {
     match family {
         Family::V4 => bytes_of(&fw_exact_v4_key {
-            r#gen: gen,
+            r#gen,
             addr: p.v4_octets(),
         })
         .to_vec(),
         Family::V6 => bytes_of(&fw_exact_v6_key {
-            r#gen: gen,
+            r#gen,
             addr: p.v6_octets(),
         })
         .to_vec(),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod refparse;
 pub mod traffic;
 
 use std::path::Path;

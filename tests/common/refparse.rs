@@ -115,8 +115,12 @@ fn ipv4(l3: &[u8]) -> Step<Parsed> {
     if total_len < header_len || total_len > l3.len() {
         return Err(Bad);
     }
-    let src = IpAddr::V4(Ipv4Addr::new(header[12], header[13], header[14], header[15]));
-    let dst = IpAddr::V4(Ipv4Addr::new(header[16], header[17], header[18], header[19]));
+    let src = IpAddr::V4(Ipv4Addr::new(
+        header[12], header[13], header[14], header[15],
+    ));
+    let dst = IpAddr::V4(Ipv4Addr::new(
+        header[16], header[17], header[18], header[19],
+    ));
     let proto = header[9];
     let fragment_offset = be16(header, 6) & 0x1fff;
     let (ports, icmp) = if fragment_offset != 0 {

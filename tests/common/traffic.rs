@@ -12,7 +12,8 @@ use super::netns::Netns;
 pub fn udp_bind(ns: &Netns, addr: SocketAddr) -> UdpSocket {
     ns.run(|| {
         let s = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         s
     })
 }
@@ -66,14 +67,27 @@ pub fn tcp_echo_server(l: TcpListener, connections: usize) -> std::thread::JoinH
 }
 
 /// Connects from `src` and exchanges one message; Err if the handshake or echo failed.
-pub fn tcp_exchange(ns: &Netns, src: IpAddr, dst: SocketAddr, timeout: Duration) -> Result<(), String> {
+pub fn tcp_exchange(
+    ns: &Netns,
+    src: IpAddr,
+    dst: SocketAddr,
+    timeout: Duration,
+) -> Result<(), String> {
     ns.run(|| {
-        let domain = if dst.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
-        let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(|e| e.to_string())?;
-        s.bind(&SockAddr::from(SocketAddr::new(src, 0))).map_err(|e| e.to_string())?;
-        s.connect_timeout(&SockAddr::from(dst), timeout).map_err(|e| format!("connect: {e}"))?;
+        let domain = if dst.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
+        let s =
+            Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(|e| e.to_string())?;
+        s.bind(&SockAddr::from(SocketAddr::new(src, 0)))
+            .map_err(|e| e.to_string())?;
+        s.connect_timeout(&SockAddr::from(dst), timeout)
+            .map_err(|e| format!("connect: {e}"))?;
         let mut c: TcpStream = s.into();
-        c.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+        c.set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
         c.write_all(b"hello").map_err(|e| e.to_string())?;
         let mut buf = [0u8; 5];
         c.read_exact(&mut buf).map_err(|e| format!("echo: {e}"))?;
@@ -98,20 +112,27 @@ fn checksum(data: &[u8]) -> u16 {
 /// One ICMP echo from `src` to `dst` (IPv4); true if the matching reply came back.
 pub fn ping4(ns: &Netns, src: IpAddr, dst: IpAddr, id: u16, timeout: Duration) -> bool {
     ns.run(|| {
-        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).expect("raw icmp socket");
-        s.bind(&SockAddr::from(SocketAddr::new(src, 0))).expect("bind");
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let s =
+            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).expect("raw icmp socket");
+        s.bind(&SockAddr::from(SocketAddr::new(src, 0)))
+            .expect("bind");
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let mut msg = vec![8u8, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1];
         msg.extend_from_slice(b"ebpfsentinel");
         let c = checksum(&msg);
         msg[2..4].copy_from_slice(&c.to_be_bytes());
-        s.send_to(&msg, &SockAddr::from(SocketAddr::new(dst, 0))).expect("send echo");
+        s.send_to(&msg, &SockAddr::from(SocketAddr::new(dst, 0)))
+            .expect("send echo");
         let deadline = Instant::now() + timeout;
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
         while Instant::now() < deadline {
             if let Ok((n, _)) = s.recv_from(&mut buf) {
                 // SAFETY: recv_from initialised the first n bytes.
-                let bytes: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+                let bytes: Vec<u8> = buf[..n]
+                    .iter()
+                    .map(|b| unsafe { b.assume_init() })
+                    .collect();
                 let ihl = usize::from(bytes[0] & 0x0f) * 4;
                 let icmp = &bytes[ihl..];
                 if icmp.len() >= 8 && icmp[0] == 0 && u16::from_be_bytes([icmp[4], icmp[5]]) == id {
