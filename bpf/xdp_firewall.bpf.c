@@ -262,65 +262,66 @@ static __always_inline __s64 fw_dim_value(__u32 block, __u32 off, __u32 value)
 
 #define FW_DIM_ON(dims, d) ((dims) & (1 << (d)))
 
+static __always_inline const struct fw_bitmap *fw_bitmap_at(__s64 idx)
+{
+	__u32 slot = idx;
+
+	if (idx < 0)
+		return NULL;
+	return bpf_map_lookup_elem(&fw_bitmaps, &slot);
+}
+
 /*
  * The first general rule of the packet's family that matches, as its bit, or -1. Every
  * dimension resolves to a bitmap of fw_bitmaps (FW_BITMAP_ALL when inactive) before the word
- * loop, so the loop body has no per-dimension branches for the verifier to multiply.
+ * loop, so the loop body has no per-dimension branches for the verifier to multiply. The
+ * value dimensions (array lookups) go first: when they already rule out every rule, the
+ * address tries are never walked.
  */
 static __always_inline int fw_classify(const struct pkt *p, __u32 gen, __u8 dims)
 {
 	__u32 block = (gen * ES_FAMILIES + p->family) * FW_DIM_BLOCK;
 	bool ports = p->flags & PKT_F_PORTS;
-	__s64 idx[FW_DIM_COUNT];
 	const struct fw_bitmap *b0, *b1, *b2, *b3, *b4, *b5, *b6;
 	__u64 summary;
-	__u32 i0, i1, i2, i3, i4, i5, i6;
 	int n;
 
-	idx[FW_DIM_SRC] = FW_DIM_ON(dims, FW_DIM_SRC) ? fw_dim_addr(p, gen, true) : FW_BITMAP_ALL;
-	idx[FW_DIM_DST] = FW_DIM_ON(dims, FW_DIM_DST) ? fw_dim_addr(p, gen, false) : FW_BITMAP_ALL;
-	idx[FW_DIM_PROTO] = FW_DIM_ON(dims, FW_DIM_PROTO) ?
-				    fw_dim_value(block, FW_DIM_OFF_PROTO, p->proto) :
-				    FW_BITMAP_ALL;
-	idx[FW_DIM_SPORT] =
+	b2 = fw_bitmap_at(FW_DIM_ON(dims, FW_DIM_PROTO) ?
+				  fw_dim_value(block, FW_DIM_OFF_PROTO, p->proto) :
+				  FW_BITMAP_ALL);
+	b3 = fw_bitmap_at(
 		FW_DIM_ON(dims, FW_DIM_SPORT) ?
 			fw_dim_value(block, FW_DIM_OFF_SPORT, ports ? p->sport : FW_DIM_ABSENT_16) :
-			FW_BITMAP_ALL;
-	idx[FW_DIM_DPORT] =
+			FW_BITMAP_ALL);
+	b4 = fw_bitmap_at(
 		FW_DIM_ON(dims, FW_DIM_DPORT) ?
 			fw_dim_value(block, FW_DIM_OFF_DPORT, ports ? p->dport : FW_DIM_ABSENT_16) :
-			FW_BITMAP_ALL;
-	idx[FW_DIM_VLAN] =
+			FW_BITMAP_ALL);
+	b5 = fw_bitmap_at(
 		FW_DIM_ON(dims, FW_DIM_VLAN) ?
 			fw_dim_value(block, FW_DIM_OFF_VLAN,
 				     p->flags & PKT_F_VLAN ? p->vlan_id : FW_DIM_UNTAGGED) :
-			FW_BITMAP_ALL;
-	idx[FW_DIM_L4X] = FW_DIM_ON(dims, FW_DIM_L4X) ?
+			FW_BITMAP_ALL);
+	b6 = fw_bitmap_at(FW_DIM_ON(dims, FW_DIM_L4X) ?
 				  fw_dim_value(block, FW_DIM_OFF_L4X, p->l4x) :
-				  FW_BITMAP_ALL;
-
-	if (idx[0] < 0 || idx[1] < 0 || idx[2] < 0 || idx[3] < 0 || idx[4] < 0 || idx[5] < 0 ||
-	    idx[6] < 0)
+				  FW_BITMAP_ALL);
+	if (!b2 || !b3 || !b4 || !b5 || !b6)
 		return -1;
-	i0 = idx[0];
-	i1 = idx[1];
-	i2 = idx[2];
-	i3 = idx[3];
-	i4 = idx[4];
-	i5 = idx[5];
-	i6 = idx[6];
-	b0 = bpf_map_lookup_elem(&fw_bitmaps, &i0);
-	b1 = bpf_map_lookup_elem(&fw_bitmaps, &i1);
-	b2 = bpf_map_lookup_elem(&fw_bitmaps, &i2);
-	b3 = bpf_map_lookup_elem(&fw_bitmaps, &i3);
-	b4 = bpf_map_lookup_elem(&fw_bitmaps, &i4);
-	b5 = bpf_map_lookup_elem(&fw_bitmaps, &i5);
-	b6 = bpf_map_lookup_elem(&fw_bitmaps, &i6);
-	if (!b0 || !b1 || !b2 || !b3 || !b4 || !b5 || !b6)
+	summary = b2->summary & b3->summary & b4->summary & b5->summary & b6->summary;
+	if (!summary)
 		return -1;
 
-	summary = b0->summary & b1->summary & b2->summary & b3->summary & b4->summary &
-		  b5->summary & b6->summary;
+	b0 = fw_bitmap_at(FW_DIM_ON(dims, FW_DIM_SRC) ? fw_dim_addr(p, gen, true) : FW_BITMAP_ALL);
+	if (!b0)
+		return -1;
+	summary &= b0->summary;
+	if (!summary)
+		return -1;
+	b1 = fw_bitmap_at(FW_DIM_ON(dims, FW_DIM_DST) ? fw_dim_addr(p, gen, false) : FW_BITMAP_ALL);
+	if (!b1)
+		return -1;
+	summary &= b1->summary;
+
 	for (n = 0; n < FW_BITMAP_WORDS && summary; n++) {
 		__u64 w = ctz64(summary), word;
 

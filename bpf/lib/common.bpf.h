@@ -28,10 +28,9 @@
 
 /*
  * Count trailing zeros of a non-zero word by de Bruijn multiplication: no branches, so a loop
- * calling it does not multiply the verifier's paths. volatile keeps clang from proving the
- * entries < 64 and dropping the callers' index masks, which the verifier needs.
+ * calling it does not multiply the verifier's paths.
  */
-static const volatile __u8 debruijn_ctz64[64] = {
+static const __u8 debruijn_ctz64[64] = {
 	0,  1,  48, 2,  57, 49, 28, 3,  61, 58, 50, 42, 38, 29, 17, 4,  62, 55, 59, 36, 53, 51,
 	43, 22, 45, 39, 33, 30, 24, 18, 12, 5,  63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21,
 	44, 32, 23, 11, 46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9,  13, 8,  7,  6,

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Benchmarks through BPF_PROG_TEST_RUN (release build): every figure is printed with its ratio
+# to the floor program measured in the same run. Results also go to target/bench/*.json.
+# Usage: scripts/bench.sh [firewall] [extra `ebpfsentinel bench` flags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $EUID -eq 0 ]] || {
+	echo "bench: run as root (BPF_PROG_TEST_RUN needs CAP_BPF)" >&2
+	exit 1
+}
+scripts/setup.sh
+cargo build --release --quiet
+mkdir -p target/bench
+what=${1:-firewall}
+shift || true
+exec target/release/ebpfsentinel bench "$what" --json "target/bench/$what.json" "$@"
