@@ -4,7 +4,10 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use libbpf_cargo::util::CargoWarningFormatter;
 use libbpf_cargo::SkeletonBuilder;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 fn clang() -> String {
     if let Ok(clang) = env::var("CLANG") {
@@ -34,6 +37,17 @@ fn vmlinux_dir(manifest: &Path) -> PathBuf {
 }
 
 fn main() {
+    // Only what clang printed; libbpf-cargo's own info lines are noise in a build.
+    let clang_output = Targets::new()
+        .with_target("compiler-stderr", LevelFilter::INFO)
+        .with_target("compiler-stdout", LevelFilter::INFO);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .event_format(CargoWarningFormatter)
+                .with_filter(clang_output),
+        )
+        .init();
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let clang = clang();

@@ -103,6 +103,17 @@ FW_EXACT_HASH(fw_exact_dst_v6, struct fw_exact_v6_key);
 		__type(value, __u32);                            \
 	} name SEC(".maps")
 
+#define FW_CLS_HASH(name, keytype)                               \
+	struct {                                                 \
+		__uint(type, BPF_MAP_TYPE_HASH);                 \
+		__uint(max_entries, FW_MAX_CLASSIFIER_PREFIXES); \
+		__uint(map_flags, BPF_F_NO_PREALLOC);            \
+		__type(key, keytype);                            \
+		__type(value, __u32);                            \
+	} name SEC(".maps")
+
+FW_CLS_HASH(fw_cls_hash_v4, struct fw_cls_v4_key);
+FW_CLS_HASH(fw_cls_hash_v6, struct fw_cls_v6_key);
 FW_CLS_TRIE(fw_cls_src_v4, struct fw_lpm_v4_key);
 FW_CLS_TRIE(fw_cls_dst_v4, struct fw_lpm_v4_key);
 FW_CLS_TRIE(fw_cls_src_v6, struct fw_lpm_v6_key);
@@ -139,6 +150,7 @@ enum fw_dim_layout _fw_dim_layout_btf;
 enum fw_settings_flags _fw_settings_flags_btf;
 enum fw_family_flags _fw_family_flags_btf;
 enum fw_rule_flags _fw_rule_flags_btf;
+enum fw_cls_hash _fw_cls_hash_btf;
 enum fw_action _fw_action_btf;
 enum fw_family _fw_family_btf;
 enum xdp_stage _xdp_stage_btf;
@@ -231,11 +243,62 @@ static __always_inline bool fw_allowlisted(const struct pkt *p, __u32 gen)
 	return bpf_map_lookup_elem(&fw_allow_v6, &k) != NULL;
 }
 
-/* -1: no general-rule prefix covers the address, so no general rule can match */
-static __always_inline __s64 fw_dim_addr(const struct pkt *p, __u32 gen, bool src)
+static __always_inline __u32 prefix_mask32(__u32 len)
 {
+	return len >= 32 ? ~0U : len ? ~0U << (32 - len) : 0;
+}
+
+/* The longest of up to FW_CLS_HASH_LENS prefix lengths under which the address is stored. */
+static __always_inline __s64 fw_dim_addr_hash(const struct pkt *p, __u32 gen, __u32 dir,
+					      const __u8 *lens)
+{
+	const __u8 *addr = dir ? p->daddr : p->saddr;
+	__u32 *idx;
+	int i, w;
+
+#pragma unroll
+	for (i = 0; i < FW_CLS_HASH_LENS; i++) {
+		__u32 len = lens[i];
+
+		if (len == FW_LEN_NONE)
+			break;
+		if (p->family == FW_FAMILY_V4) {
+			struct fw_cls_v4_key k = { .gen = gen, .dir = dir, .len = len };
+			__u32 a;
+
+			__builtin_memcpy(&a, addr, 4);
+			a = bpf_htonl(bpf_ntohl(a) & prefix_mask32(len));
+			__builtin_memcpy(k.addr, &a, 4);
+			idx = bpf_map_lookup_elem(&fw_cls_hash_v4, &k);
+		} else {
+			struct fw_cls_v6_key k = { .gen = gen, .dir = dir, .len = len };
+
+#pragma unroll
+			for (w = 0; w < 4; w++) {
+				__u32 a, bits = len > w * 32 ? len - w * 32 : 0;
+
+				__builtin_memcpy(&a, addr + w * 4, 4);
+				a = bpf_htonl(bpf_ntohl(a) & prefix_mask32(bits));
+				__builtin_memcpy(&k.addr[w * 4], &a, 4);
+			}
+			idx = bpf_map_lookup_elem(&fw_cls_hash_v6, &k);
+		}
+		if (idx)
+			return *idx;
+	}
+	return -1;
+}
+
+/* -1: no general-rule prefix covers the address, so no general rule can match */
+static __always_inline __s64 fw_dim_addr(const struct pkt *p, const struct fw_settings *s,
+					 __u32 gen, __u32 dir)
+{
+	const __u8 *lens = s->cls_lens[p->family & 1][dir & 1];
+	bool src = dir == 0;
 	__u32 *idx;
 
+	if (lens[0] != FW_LEN_NONE)
+		return fw_dim_addr_hash(p, gen, dir, lens);
 	if (p->family == FW_FAMILY_V4) {
 		struct fw_lpm_v4_key k = { .prefixlen = 64, .gen = gen };
 
@@ -278,8 +341,9 @@ static __always_inline const struct fw_bitmap *fw_bitmap_at(__s64 idx)
  * value dimensions (array lookups) go first: when they already rule out every rule, the
  * address tries are never walked.
  */
-static __always_inline int fw_classify(const struct pkt *p, __u32 gen, __u8 dims)
+static __always_inline int fw_classify(const struct pkt *p, const struct fw_settings *s, __u32 gen)
 {
+	__u8 dims = s->active_dims[p->family & 1];
 	__u32 block = (gen * ES_FAMILIES + p->family) * FW_DIM_BLOCK;
 	bool ports = p->flags & PKT_F_PORTS;
 	const struct fw_bitmap *b0, *b1, *b2, *b3, *b4, *b5, *b6;
@@ -311,13 +375,13 @@ static __always_inline int fw_classify(const struct pkt *p, __u32 gen, __u8 dims
 	if (!summary)
 		return -1;
 
-	b0 = fw_bitmap_at(FW_DIM_ON(dims, FW_DIM_SRC) ? fw_dim_addr(p, gen, true) : FW_BITMAP_ALL);
+	b0 = fw_bitmap_at(FW_DIM_ON(dims, FW_DIM_SRC) ? fw_dim_addr(p, s, gen, 0) : FW_BITMAP_ALL);
 	if (!b0)
 		return -1;
 	summary &= b0->summary;
 	if (!summary)
 		return -1;
-	b1 = fw_bitmap_at(FW_DIM_ON(dims, FW_DIM_DST) ? fw_dim_addr(p, gen, false) : FW_BITMAP_ALL);
+	b1 = fw_bitmap_at(FW_DIM_ON(dims, FW_DIM_DST) ? fw_dim_addr(p, s, gen, 1) : FW_BITMAP_ALL);
 	if (!b1)
 		return -1;
 	summary &= b1->summary;
@@ -413,7 +477,7 @@ static __always_inline int fw_decide(struct xdp_md *ctx, struct pkt *p)
 	}
 
 	if (s->general_rules[fam]) {
-		int bit = fw_classify(p, gen, s->active_dims[fam]);
+		int bit = fw_classify(p, s, gen);
 
 		if (bit >= 0) {
 			__u32 slot = (gen * ES_FAMILIES + fam) * FW_MAX_RULES_PER_FAMILY +

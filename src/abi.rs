@@ -4,10 +4,10 @@
 use crate::skel::xdp_firewall::types;
 
 pub use types::{
-    bench_addr, es_limits, event_action, event_kind, fw_action, fw_bitmap, fw_counter, fw_dim,
-    fw_dim_layout, fw_exact_v4_key, fw_exact_v6_key, fw_family, fw_family_flags, fw_lpm_v4_key,
-    fw_lpm_v6_key, fw_rule_flags, fw_rule_ref, fw_settings, fw_settings_flags, fw_stat,
-    packet_event, xdp_stage,
+    bench_addr, es_limits, event_action, event_kind, fw_action, fw_bitmap, fw_cls_hash,
+    fw_cls_v4_key, fw_cls_v6_key, fw_counter, fw_dim, fw_dim_layout, fw_exact_v4_key,
+    fw_exact_v6_key, fw_family, fw_family_flags, fw_lpm_v4_key, fw_lpm_v6_key, fw_rule_flags,
+    fw_rule_ref, fw_settings, fw_settings_flags, fw_stat, packet_event, xdp_stage,
 };
 
 macro_rules! plain {
@@ -23,6 +23,8 @@ macro_rules! plain {
 plain!(
     bench_addr,
     fw_bitmap,
+    fw_cls_v4_key,
+    fw_cls_v6_key,
     fw_counter,
     fw_exact_v4_key,
     fw_exact_v6_key,
@@ -47,6 +49,8 @@ pub const MAX_CLASSIFIER_PREFIXES_PER_GEN: usize =
 pub const MAX_ALLOWLIST_PER_GEN: usize = es_limits::FW_MAX_ALLOWLIST.0 as usize / 2;
 pub const DIM_BLOCK: usize = fw_dim_layout::FW_DIM_BLOCK.0 as usize;
 pub const EVENT_NO_RULE: u16 = 0xffff;
+pub const CLS_HASH_LENS: usize = fw_cls_hash::FW_CLS_HASH_LENS.0 as usize;
+pub const LEN_NONE: u8 = fw_cls_hash::FW_LEN_NONE.0 as u8;
 
 const _: () = assert!(std::mem::size_of::<packet_event>() == 56);
 const _: () = assert!(std::mem::size_of::<fw_lpm_v4_key>() == 12);
@@ -54,7 +58,9 @@ const _: () = assert!(std::mem::size_of::<fw_lpm_v6_key>() == 24);
 const _: () = assert!(std::mem::size_of::<fw_exact_v4_key>() == 8);
 const _: () = assert!(std::mem::size_of::<fw_exact_v6_key>() == 20);
 const _: () = assert!(std::mem::size_of::<fw_rule_ref>() == 4);
-const _: () = assert!(std::mem::size_of::<fw_settings>() == 16);
+const _: () = assert!(std::mem::size_of::<fw_settings>() == 32);
+const _: () = assert!(std::mem::size_of::<fw_cls_v4_key>() == 8);
+const _: () = assert!(std::mem::size_of::<fw_cls_v6_key>() == 20);
 const _: () = assert!(std::mem::size_of::<fw_bitmap>() == 8 + 8 * BITMAP_WORDS);
 const _: () = assert!(MAX_RULES_PER_FAMILY == BITMAP_WORDS * 64);
 

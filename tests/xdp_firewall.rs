@@ -968,3 +968,107 @@ fn four_thousand_general_rules_per_family() {
         .to_string();
     assert!(err.contains("4097 general IPv4 rules"), "{err}");
 }
+
+/// The same matches whether a classifier address dimension is kept as one hash per prefix
+/// length (few lengths) or in the trie (more than FW_CLS_HASH_LENS lengths).
+#[test]
+fn classifier_addresses_in_hash_and_trie_mode() {
+    if !privileged("classifier_addresses_in_hash_and_trie_mode") {
+        return;
+    }
+    let few = "[10.0.0.0/8, 192.0.2.0/24, 198.51.100.7]";
+    let many =
+        "[10.0.0.0/8, 172.16.0.0/12, 192.0.2.0/24, 198.51.100.0/28, 198.51.100.7, 203.0.113.0/25]";
+    for (label, members, hashed) in [("hash", few, true), ("trie", many, false)] {
+        let fw = Firewall::load(&format!(
+            r#"
+firewall:
+  aliases:
+    nets: {{ entries: {members} }}
+    v6: {{ entries: ["2001:db8::/32", "2001:db8:1::/48", "2001:db8:1:2::/64", "2001:db8:1:2::9", "2001:db8:1:2::/120"] }}
+  rules:
+    - {{ id: to-ssh, action: drop, proto: tcp, dst_port: 22, src: "@nets" }}
+    - {{ id: from-any-to-nets, action: drop, proto: udp, dst: "@nets" }}
+    - {{ id: v6-ssh, action: drop, proto: tcp, dst_port: 22, src: "@v6" }}
+"#
+        ));
+        let lens = &fw.ruleset.classifiers[0].hash_lens;
+        assert_eq!(
+            !lens[0].is_empty(),
+            hashed,
+            "{label}: v4 source dimension mode"
+        );
+        assert_eq!(
+            !fw.ruleset.classifiers[1].hash_lens[0].is_empty(),
+            false,
+            "v6 has 5 lengths"
+        );
+        use fw_stat as S;
+        let (drop, pass) = (S::FW_STAT_DROP_RULE, S::FW_STAT_PASS_DEFAULT);
+        run_table(
+            &fw,
+            &[
+                case(
+                    "inside the /8",
+                    tcp4("10.200.1.1", "192.0.2.1", 22, TcpFlags::SYN),
+                    drop,
+                    Some("to-ssh"),
+                ),
+                case(
+                    "inside the /24",
+                    tcp4("192.0.2.77", "192.0.2.1", 22, TcpFlags::SYN),
+                    drop,
+                    Some("to-ssh"),
+                ),
+                case(
+                    "the host",
+                    tcp4("198.51.100.7", "192.0.2.1", 22, TcpFlags::SYN),
+                    drop,
+                    Some("to-ssh"),
+                ),
+                case(
+                    "next to the host",
+                    tcp4("198.51.100.6", "192.0.2.1", 22, TcpFlags::SYN),
+                    if hashed { pass } else { drop },
+                    if hashed { None } else { Some("to-ssh") },
+                ),
+                case(
+                    "outside",
+                    tcp4("11.0.0.1", "192.0.2.1", 22, TcpFlags::SYN),
+                    pass,
+                    None,
+                ),
+                case(
+                    "destination member",
+                    udp4("11.0.0.1", "10.1.2.3", 5, 9),
+                    drop,
+                    Some("from-any-to-nets"),
+                ),
+                case(
+                    "destination non-member",
+                    udp4("11.0.0.1", "11.1.2.3", 5, 9),
+                    pass,
+                    None,
+                ),
+                case(
+                    "v6 host",
+                    tcp6("2001:db8:1:2::9", "2001:db8::1", 22),
+                    drop,
+                    Some("v6-ssh"),
+                ),
+                case(
+                    "v6 /32",
+                    tcp6("2001:db8:ffff::1", "2001:db8::1", 22),
+                    drop,
+                    Some("v6-ssh"),
+                ),
+                case(
+                    "v6 outside",
+                    tcp6("2001:db9::1", "2001:db8::1", 22),
+                    pass,
+                    None,
+                ),
+            ],
+        );
+    }
+}

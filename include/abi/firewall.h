@@ -72,6 +72,12 @@ enum fw_dim_layout {
 	FW_DIM_SLOTS = FW_DIM_BLOCK * ES_GENERATIONS * ES_FAMILIES,
 };
 
+enum fw_cls_hash {
+	/* up to this many distinct prefix lengths a hash lookup per length beats a trie walk */
+	FW_CLS_HASH_LENS = 4,
+	FW_LEN_NONE = 0xff,
+};
+
 enum fw_settings_flags {
 	FW_SET_MONITOR = 1 << 0,
 };
@@ -96,6 +102,13 @@ struct fw_settings {
 	/* bit per enum fw_dim: a dimension no rule constrains is not looked up */
 	__u8 active_dims[2];
 	__u8 pad2[4];
+	/*
+	 * [family][0 src, 1 dst]: the prefix lengths of a classifier address dimension that is
+	 * kept in fw_cls_hash_v4/v6 (one exact lookup per length, longest first, as ipset's
+	 * hash:net), ended by FW_LEN_NONE. All FW_LEN_NONE: the dimension has more lengths than
+	 * FW_CLS_HASH_LENS and lives in the fw_cls_src/dst tries.
+	 */
+	__u8 cls_lens[2][2][FW_CLS_HASH_LENS];
 };
 
 /*
@@ -125,6 +138,23 @@ struct fw_exact_v6_key {
 	__u8 addr[16];
 };
 
+/* classifier address dimensions in hash mode: the prefix masked to len */
+struct fw_cls_v4_key {
+	__u8 gen;
+	__u8 dir; /* 0 source, 1 destination */
+	__u8 len;
+	__u8 pad;
+	__u8 addr[4];
+};
+
+struct fw_cls_v6_key {
+	__u8 gen;
+	__u8 dir;
+	__u8 len;
+	__u8 pad;
+	__u8 addr[16];
+};
+
 /*
  * A decided rule: CIDR-only trie and exact-hash values, and classifier rule slots. rank is the
  * rule's position in the whole ruleset (priority, then file order): the lowest rank wins
@@ -147,5 +177,17 @@ struct fw_counter {
 	__u64 packets;
 	__u64 bytes;
 };
+
+/* The Rust side asserts the same sizes (src/abi.rs). */
+_Static_assert(sizeof(struct fw_settings) == 32, "fw_settings layout");
+_Static_assert(sizeof(struct fw_cls_v4_key) == 8, "fw_cls_v4_key layout");
+_Static_assert(sizeof(struct fw_cls_v6_key) == 20, "fw_cls_v6_key layout");
+_Static_assert(sizeof(struct fw_lpm_v4_key) == 12, "fw_lpm_v4_key layout");
+_Static_assert(sizeof(struct fw_lpm_v6_key) == 24, "fw_lpm_v6_key layout");
+_Static_assert(sizeof(struct fw_exact_v4_key) == 8, "fw_exact_v4_key layout");
+_Static_assert(sizeof(struct fw_exact_v6_key) == 20, "fw_exact_v6_key layout");
+_Static_assert(sizeof(struct fw_rule_ref) == 4, "fw_rule_ref layout");
+_Static_assert(sizeof(struct fw_bitmap) == 8 + 8 * FW_BITMAP_WORDS, "fw_bitmap layout");
+_Static_assert(sizeof(struct fw_counter) == 16, "fw_counter layout");
 
 #endif

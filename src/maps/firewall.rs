@@ -8,13 +8,13 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 
 use super::{delete_where, open_pinned, percpu_sum_u64, put_all};
 use crate::abi::{
-    self, bytes_of, fw_counter, fw_exact_v4_key, fw_exact_v6_key, fw_lpm_v4_key, fw_lpm_v6_key,
-    fw_stat,
+    self, bytes_of, fw_cls_v4_key, fw_cls_v6_key, fw_counter, fw_exact_v4_key, fw_exact_v6_key,
+    fw_lpm_v4_key, fw_lpm_v6_key, fw_stat,
 };
 use crate::ruleset::{Bits, CompiledRuleset, Family, Prefix, FAMILIES, VALUE_DIMS};
 
 /// Every map xdp_firewall owns, by the name it is pinned under.
-pub const MAP_NAMES: [&str; 23] = [
+pub const MAP_NAMES: [&str; 25] = [
     "fw_active_gen",
     "fw_settings",
     "fw_stats",
@@ -33,6 +33,8 @@ pub const MAP_NAMES: [&str; 23] = [
     "fw_cls_dst_v4",
     "fw_cls_src_v6",
     "fw_cls_dst_v6",
+    "fw_cls_hash_v4",
+    "fw_cls_hash_v6",
     "fw_cls_dims",
     "fw_bitmaps",
     "fw_rules",
@@ -50,6 +52,7 @@ pub struct FirewallMaps {
     lpm: [[MapHandle; 2]; 2],
     exact: [[MapHandle; 2]; 2],
     cls_addr: [[MapHandle; 2]; 2],
+    cls_hash: [MapHandle; 2],
     cls_dims: MapHandle,
     bitmaps: MapHandle,
     rules: MapHandle,
@@ -88,6 +91,27 @@ fn exact_key(family: Family, r#gen: u32, p: Prefix) -> Vec<u8> {
     }
 }
 
+fn cls_hash_key(family: Family, gen: u32, dir: u8, p: Prefix) -> Vec<u8> {
+    match family {
+        Family::V4 => bytes_of(&fw_cls_v4_key {
+            r#gen: gen as u8,
+            dir,
+            len: p.len,
+            pad: 0,
+            addr: p.v4_octets(),
+        })
+        .to_vec(),
+        Family::V6 => bytes_of(&fw_cls_v6_key {
+            r#gen: gen as u8,
+            dir,
+            len: p.len,
+            pad: 0,
+            addr: p.v6_octets(),
+        })
+        .to_vec(),
+    }
+}
+
 fn key_gen(bytes: &[u8], offset: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(
         bytes.get(offset..offset + 4)?.try_into().ok()?,
@@ -110,7 +134,9 @@ impl FirewallMaps {
             pair("fw_cls_src_v4", "fw_cls_dst_v4")?,
             pair("fw_cls_src_v6", "fw_cls_dst_v6")?,
         ];
+        let cls_hash = pair("fw_cls_hash_v4", "fw_cls_hash_v6")?;
         Ok(FirewallMaps {
+            cls_hash,
             active_gen: get("fw_active_gen")?,
             settings: get("fw_settings")?,
             stats: get("fw_stats")?,
@@ -190,16 +216,24 @@ impl FirewallMaps {
 
             let cls = &rs.classifiers[f];
             for (dir, prefixes) in [&cls.src, &cls.dst].into_iter().enumerate() {
+                let hashed = !cls.hash_lens[dir].is_empty();
                 let entries: Vec<_> = prefixes
                     .iter()
                     .map(|(p, idx)| {
-                        (
-                            lpm_key(family, gen, *p),
-                            (pool_base + idx).to_ne_bytes().to_vec(),
-                        )
+                        let key = if hashed {
+                            cls_hash_key(family, gen, dir as u8, *p)
+                        } else {
+                            lpm_key(family, gen, *p)
+                        };
+                        (key, (pool_base + idx).to_ne_bytes().to_vec())
                     })
                     .collect();
-                put_all(&self.cls_addr[f][dir], &entries)?;
+                let map = if hashed {
+                    &self.cls_hash[f]
+                } else {
+                    &self.cls_addr[f][dir]
+                };
+                put_all(map, &entries)?;
             }
 
             let block_base = (gen * 2 + f as u32) * abi::DIM_BLOCK as u32;
@@ -258,6 +292,7 @@ impl FirewallMaps {
         let lpm_gen = |k: &[u8]| key_gen(k, 4) == Some(gen);
         let exact_gen = |k: &[u8]| key_gen(k, 0) == Some(gen);
         for f in 0..2 {
+            delete_where(&self.cls_hash[f], |k| k.first() == Some(&(gen as u8)))?;
             delete_where(&self.allow[f], lpm_gen)?;
             for dir in 0..2 {
                 delete_where(&self.lpm[f][dir], lpm_gen)?;

@@ -129,6 +129,9 @@ pub struct FamilyClassifier {
     pub active_dims: u8,
     pub src: Vec<(Prefix, u32)>,
     pub dst: Vec<(Prefix, u32)>,
+    /// [src, dst]: the distinct prefix lengths, longest first, when few enough for one hash
+    /// lookup per length; empty keeps the dimension in its trie
+    pub hash_lens: [Vec<u8>; 2],
     /// per VALUE_DIMS entry: the pool index of every value, empty when the dimension is inactive
     pub values: [Vec<u32>; 5],
 }
@@ -263,6 +266,15 @@ fn build_addr_dim(
     .collect()
 }
 
+/// Longest first; empty when there are more lengths than hash lookups pay off for.
+fn hash_lengths(prefixes: &[(Prefix, u32)]) -> Vec<u8> {
+    let lens: std::collections::BTreeSet<u8> = prefixes.iter().map(|(p, _)| p.len).collect();
+    if lens.len() > abi::CLS_HASH_LENS {
+        return Vec::new();
+    }
+    lens.into_iter().rev().collect()
+}
+
 pub fn build(
     family: Family,
     general: &[(u16, &Rule)],
@@ -304,10 +316,12 @@ pub fn build(
     if src.iter().any(Option::is_some) {
         out.active_dims |= 1 << fw_dim::FW_DIM_SRC.0;
         out.src = build_addr_dim(family, &src, pool);
+        out.hash_lens[0] = hash_lengths(&out.src);
     }
     if dst.iter().any(Option::is_some) {
         out.active_dims |= 1 << fw_dim::FW_DIM_DST.0;
         out.dst = build_addr_dim(family, &dst, pool);
+        out.hash_lens[1] = hash_lengths(&out.dst);
     }
     let prefixes = out.src.len().max(out.dst.len());
     if prefixes > abi::MAX_CLASSIFIER_PREFIXES_PER_GEN {

@@ -266,6 +266,11 @@ pub fn compile(fw: &FirewallConfig) -> Result<CompiledRuleset> {
         settings.family_flags[f] = flags as u8;
         settings.general_rules[f] = classifiers[f].rules.len() as u16;
         settings.active_dims[f] = classifiers[f].active_dims;
+        for (dir, lens) in classifiers[f].hash_lens.iter().enumerate() {
+            let slot = &mut settings.cls_lens[f][dir];
+            *slot = [abi::LEN_NONE; abi::CLS_HASH_LENS];
+            slot[..lens.len()].copy_from_slice(lens);
+        }
     }
 
     let ranks = ranked
