@@ -998,10 +998,9 @@ firewall:
             hashed,
             "{label}: v4 source dimension mode"
         );
-        assert_eq!(
-            !fw.ruleset.classifiers[1].hash_lens[0].is_empty(),
-            false,
-            "v6 has 5 lengths"
+        assert!(
+            fw.ruleset.classifiers[1].hash_lens[0].is_empty(),
+            "v6 has 5 lengths: trie"
         );
         use fw_stat as S;
         let (drop, pass) = (S::FW_STAT_DROP_RULE, S::FW_STAT_PASS_DEFAULT);
