@@ -2,6 +2,8 @@
 //! and FILE:LINE:COL: messages), `status` on a pin root with nothing behind it, `run`'s early
 //! refusals, and clap's usage errors. Exit codes: 0 ok, 1 negative answer, 2 error.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -92,39 +94,6 @@ firewall:
     - { id: lan-dns, action: pass, proto: udp, src: 10.0.0.0/8, dst_port: "53", priority: 10 }
     - { id: v6-net, action: drop, src: "2001:db8:bad::/48" }
 "#;
-
-// ---- privilege gate (as tests/common) -------------------------------------------------------
-
-const CAP_NET_ADMIN: u32 = 12;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
-
-fn effective_caps() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(0)
-}
-
-/// True when this process may load BPF programs and manage interfaces; skipping is a failure
-/// under CI=true.
-fn privileged(test: &str) -> bool {
-    let caps = effective_caps();
-    let has = |c: u32| caps & (1 << c) != 0;
-    let ok = has(CAP_NET_ADMIN) && (has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)));
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON) and CI=true forbids skipping");
-        }
-        eprintln!("SKIP {test}: needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)");
-    }
-    ok
-}
 
 // ---- help and version -----------------------------------------------------------------------
 
@@ -494,7 +463,7 @@ fn run_refuses_invalid_and_missing_configs() {
 
 #[test]
 fn run_refuses_a_pin_root_that_is_not_on_a_bpffs() {
-    if !privileged("run_refuses_a_pin_root_that_is_not_on_a_bpffs") {
+    if !common::privileged("run_refuses_a_pin_root_that_is_not_on_a_bpffs") {
         return;
     }
     let cfg = Temp::file("run-valid", VALID);

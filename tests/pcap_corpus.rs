@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use common::refparse::{self, Parsed};
-use common::{privileged, Firewall, XDP_DROP, XDP_PASS};
+use common::{privileged, Firewall, VERDICT_SLOTS, XDP_DROP, XDP_PASS};
 use ebpfsentinel::abi::{self, fw_stat, packet_event};
 use ebpfsentinel::events;
 use ebpfsentinel::packet::{ExtHeader, PacketBuilder, TcpFlags};
@@ -39,18 +39,6 @@ const MIN_V6: usize = 700;
 const MIN_SOURCES: usize = 300;
 /// Frames the kernel refused to run: a handful of jumbo frames at most.
 const MAX_RUN_ERRORS: usize = 20;
-
-const VERDICT_SLOTS: [fw_stat; 9] = [
-    fw_stat::FW_STAT_PASS_RULE,
-    fw_stat::FW_STAT_PASS_DEFAULT,
-    fw_stat::FW_STAT_PASS_ALLOWLIST,
-    fw_stat::FW_STAT_PASS_NON_IP,
-    fw_stat::FW_STAT_PASS_MALFORMED,
-    fw_stat::FW_STAT_PASS_MONITOR,
-    fw_stat::FW_STAT_DROP_RULE,
-    fw_stat::FW_STAT_DROP_DEFAULT,
-    fw_stat::FW_STAT_DROP_MALFORMED,
-];
 
 struct Frame {
     file: String,

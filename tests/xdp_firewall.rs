@@ -6,21 +6,9 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use common::{privileged, Firewall, XDP_DROP, XDP_PASS};
+use common::{privileged, Firewall, VERDICT_SLOTS, XDP_DROP, XDP_PASS};
 use ebpfsentinel::abi::fw_stat;
 use ebpfsentinel::packet::{ExtHeader, PacketBuilder, TcpFlags};
-
-const VERDICT_SLOTS: [fw_stat; 9] = [
-    fw_stat::FW_STAT_PASS_RULE,
-    fw_stat::FW_STAT_PASS_DEFAULT,
-    fw_stat::FW_STAT_PASS_ALLOWLIST,
-    fw_stat::FW_STAT_PASS_NON_IP,
-    fw_stat::FW_STAT_PASS_MALFORMED,
-    fw_stat::FW_STAT_PASS_MONITOR,
-    fw_stat::FW_STAT_DROP_RULE,
-    fw_stat::FW_STAT_DROP_DEFAULT,
-    fw_stat::FW_STAT_DROP_MALFORMED,
-];
 
 struct Case {
     name: &'static str,
