@@ -2,7 +2,9 @@
 
 mod bench;
 mod check;
+mod gen_docs;
 mod run;
+mod stats;
 mod status;
 
 use std::path::PathBuf;
@@ -28,7 +30,10 @@ enum Command {
     Run(run::RunArgs),
     Check(check::CheckArgs),
     Status(status::StatusArgs),
+    Stats(stats::StatsArgs),
     Bench(bench::BenchArgs),
+    #[command(hide = true)]
+    GenDocs(gen_docs::GenDocsArgs),
 }
 
 /// What a command found, as opposed to failing.
@@ -44,7 +49,9 @@ impl Cli {
             Command::Run(a) => run::execute(a),
             Command::Check(a) => check::execute(a),
             Command::Status(a) => status::execute(a),
+            Command::Stats(a) => stats::execute(a),
             Command::Bench(a) => bench::execute(a),
+            Command::GenDocs(a) => gen_docs::execute(a),
         }
     }
 }
