@@ -156,6 +156,7 @@ enum fw_family _fw_family_btf;
 enum xdp_stage _xdp_stage_btf;
 enum event_kind _event_kind_btf;
 enum event_action _event_action_btf;
+enum event_rule _event_rule_btf;
 struct packet_event _packet_event_btf;
 
 #define FW_NO_RANK 0x10000
@@ -499,13 +500,14 @@ static __always_inline int fw_decide(struct xdp_md *ctx, struct pkt *p)
 
 	if (action == FW_ACTION_DROP && monitor) {
 		fw_count(FW_STAT_PASS_MONITOR);
-		fw_emit(ctx, p, kind, EVENT_ACTION_WOULD_DROP, have ? best.rank : EVENT_NO_RULE);
+		fw_emit(ctx, p, kind, EVENT_ACTION_WOULD_DROP,
+			have ? EVENT_RULE(gen, best.rank) : EVENT_NO_RULE);
 		return FW_ACTION_PASS;
 	}
 	if (have && (best.flags & FW_RULE_LOG))
 		fw_emit(ctx, p, kind,
 			action == FW_ACTION_DROP ? EVENT_ACTION_DROP : EVENT_ACTION_PASS,
-			best.rank);
+			EVENT_RULE(gen, best.rank));
 	if (action == FW_ACTION_DROP) {
 		fw_count(have ? FW_STAT_DROP_RULE : FW_STAT_DROP_DEFAULT);
 		return FW_ACTION_DROP;

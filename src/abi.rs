@@ -4,7 +4,7 @@
 use crate::skel::xdp_firewall::types;
 
 pub use types::{
-    bench_addr, es_limits, event_action, event_kind, fw_action, fw_bitmap, fw_cls_hash,
+    bench_addr, es_limits, event_action, event_kind, event_rule, fw_action, fw_bitmap, fw_cls_hash,
     fw_cls_v4_key, fw_cls_v6_key, fw_counter, fw_dim, fw_dim_layout, fw_exact_v4_key,
     fw_exact_v6_key, fw_family, fw_family_flags, fw_lpm_v4_key, fw_lpm_v6_key, fw_rule_flags,
     fw_rule_ref, fw_settings, fw_settings_flags, fw_stat, packet_event, xdp_stage,
@@ -48,7 +48,17 @@ pub const MAX_CLASSIFIER_PREFIXES_PER_GEN: usize =
     es_limits::FW_MAX_CLASSIFIER_PREFIXES.0 as usize / 2;
 pub const MAX_ALLOWLIST_PER_GEN: usize = es_limits::FW_MAX_ALLOWLIST.0 as usize / 2;
 pub const DIM_BLOCK: usize = fw_dim_layout::FW_DIM_BLOCK.0 as usize;
-pub const EVENT_NO_RULE: u16 = 0xffff;
+pub const EVENT_NO_RULE: u16 = event_rule::EVENT_NO_RULE.0 as u16;
+
+/// (generation, rank) of an event's rule_id, None when no rule decided.
+pub fn event_rule_parts(rule_id: u16) -> Option<(u32, u16)> {
+    (rule_id != EVENT_NO_RULE).then(|| {
+        (
+            u32::from(rule_id) >> event_rule::EVENT_RULE_GEN_SHIFT.0,
+            rule_id & event_rule::EVENT_RULE_RANK_MASK.0 as u16,
+        )
+    })
+}
 pub const CLS_HASH_LENS: usize = fw_cls_hash::FW_CLS_HASH_LENS.0 as usize;
 pub const LEN_NONE: u8 = fw_cls_hash::FW_LEN_NONE.0 as u8;
 

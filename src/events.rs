@@ -114,11 +114,11 @@ pub struct EveEvent {
     pub cpu: u8,
 }
 
-/// `rule_name` resolves the kernel's rank to the operator's rule id.
+/// `rule_name` resolves the kernel's (generation, rank) to the operator's rule id.
 pub fn decode(
     bytes: &[u8],
     clock: &Clock,
-    rule_name: impl Fn(u16) -> Option<String>,
+    rule_name: impl Fn(u32, u16) -> Option<String>,
 ) -> Option<EveEvent> {
     let ev: packet_event = abi::read(bytes)?;
     let icmp = matches!(ev.protocol, 1 | 58);
@@ -147,8 +147,8 @@ pub fn decode(
         proto: proto_name(ev.protocol),
         action,
         reason,
-        rule_id: (ev.rule_id != abi::EVENT_NO_RULE)
-            .then(|| rule_name(ev.rule_id).unwrap_or_else(|| format!("#{}", ev.rule_id))),
+        rule_id: abi::event_rule_parts(ev.rule_id)
+            .map(|(gen, rank)| rule_name(gen, rank).unwrap_or_else(|| format!("#{rank}"))),
         in_iface: ifname(ev.ifindex).unwrap_or_else(|| ev.ifindex.to_string()),
         vlan: (ev.vlan_id != 0).then_some(ev.vlan_id),
         cpu: ev.cpu,

@@ -688,7 +688,7 @@ firewall:
     let clock = ebpfsentinel::events::Clock::now();
     let mut rb = libbpf_rs::RingBufferBuilder::new();
     rb.add(&fw.dp.firewall.maps.events, move |data: &[u8]| {
-        let ev = ebpfsentinel::events::decode(data, &clock, |r| names.get(r as usize).cloned())
+        let ev = ebpfsentinel::events::decode(data, &clock, |_, r| names.get(r as usize).cloned())
             .expect("56-byte record");
         sink.lock()
             .unwrap()

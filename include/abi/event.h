@@ -16,8 +16,19 @@ enum event_action {
 	EVENT_ACTION_WOULD_DROP = 2,
 };
 
-/* rule_id of an event that no rule decided */
-#define EVENT_NO_RULE 0xffff
+/*
+ * rule_id of a rule: its rank, with the ruleset generation in the top bit so that events
+ * produced around a reload are named from the ruleset that decided them.
+ */
+enum event_rule {
+	EVENT_RULE_GEN_SHIFT = 15,
+	EVENT_RULE_RANK_MASK = 0x7fff,
+	/* no rule decided */
+	EVENT_NO_RULE = 0xffff,
+};
+
+#define EVENT_RULE(gen, rank) \
+	((__u16)(((gen) << EVENT_RULE_GEN_SHIFT) | ((rank) & EVENT_RULE_RANK_MASK)))
 
 /*
  * 56 bytes, the seed's PacketEvent. Layout (offset size field):
@@ -27,7 +38,7 @@ enum event_action {
  *  40  2  src_port       host order; ICMP/ICMPv6: the type
  *  42  2  dst_port       host order; ICMP/ICMPv6: the code
  *  44  4  ifindex        ingress interface
- *  48  2  rule_id        rank of the deciding rule in the running ruleset, or EVENT_NO_RULE
+ *  48  2  rule_id        EVENT_RULE(generation, rank) of the deciding rule, or EVENT_NO_RULE
  *  50  2  vlan_id        outer 802.1Q/802.1ad VID, 0 when untagged
  *  52  1  protocol       IP protocol / IPv6 upper-layer header
  *  53  1  kind           enum event_kind

@@ -178,6 +178,8 @@ struct fw_counter {
 	__u64 bytes;
 };
 
+_Static_assert((int)FW_MAX_RANKS <= (int)EVENT_RULE_RANK_MASK, "ranks fit an event's rule_id");
+
 /* The Rust side asserts the same sizes (src/abi.rs). */
 _Static_assert(sizeof(struct fw_settings) == 32, "fw_settings layout");
 _Static_assert(sizeof(struct fw_cls_v4_key) == 8, "fw_cls_v4_key layout");

@@ -101,7 +101,8 @@ fn serve(
     let names: Vec<String> = rs.ranks.iter().map(|r| r.id.clone()).collect();
     let mut rb = RingBufferBuilder::new();
     rb.add(&dp.firewall.maps.events, move |data: &[u8]| {
-        if let Some(ev) = events::decode(data, &clock, |rank| names.get(rank as usize).cloned()) {
+        if let Some(ev) = events::decode(data, &clock, |_, rank| names.get(rank as usize).cloned())
+        {
             if let Ok(line) = serde_json::to_string(&ev) {
                 println!("{line}");
             }
