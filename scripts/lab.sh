@@ -103,7 +103,7 @@ echo "== starting ebpfsentinel on the router's wan0"
 # `ip netns exec` remounts /sys, hiding /sys/fs/bpf: the pins go to a bpffs of our own.
 mkdir -p "$work/bpf"
 mount -t bpf bpf "$work/bpf"
-ip netns exec "$router" "$bin" run -c examples/lab.yaml --iface wan0 --pin-root "$pins" \
+ip netns exec "$router" "$bin" run -c examples/lab.yaml --iface wan0 --pin-root "$pins" --transient \
 	>"$work/events.jsonl" 2>"$work/daemon.log" &
 pids+=($!)
 for _ in $(seq 1 300); do

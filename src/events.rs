@@ -78,6 +78,29 @@ pub fn proto_name(p: u8) -> String {
     }
 }
 
+/// Interface names change rarely and events come by the thousand: one lookup per interface
+/// every few seconds instead of one syscall per event.
+fn cached_ifname(ifindex: u32) -> String {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+    const TTL: Duration = Duration::from_secs(5);
+    thread_local! {
+        static CACHE: RefCell<HashMap<u32, (String, Instant)>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        match c.get(&ifindex) {
+            Some((name, at)) if at.elapsed() < TTL => name.clone(),
+            _ => {
+                let name = ifname(ifindex).unwrap_or_else(|| ifindex.to_string());
+                c.insert(ifindex, (name.clone(), Instant::now()));
+                name
+            }
+        }
+    })
+}
+
 pub fn ifname(ifindex: u32) -> Option<String> {
     let mut buf = [0u8; libc::IF_NAMESIZE];
     // SAFETY: buf has IF_NAMESIZE bytes as if_indextoname requires.
@@ -149,7 +172,7 @@ pub fn decode(
         reason,
         rule_id: abi::event_rule_parts(ev.rule_id)
             .map(|(gen, rank)| rule_name(gen, rank).unwrap_or_else(|| format!("#{rank}"))),
-        in_iface: ifname(ev.ifindex).unwrap_or_else(|| ev.ifindex.to_string()),
+        in_iface: cached_ifname(ev.ifindex),
         vlan: (ev.vlan_id != 0).then_some(ev.vlan_id),
         cpu: ev.cpu,
     })

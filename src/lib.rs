@@ -1,9 +1,14 @@
 pub mod abi;
+pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod events;
+pub mod links;
 pub mod loader;
 pub mod maps;
+pub mod metrics;
 pub mod packet;
 pub mod pcap;
 pub mod ruleset;

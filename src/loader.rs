@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, OpenObject, ProgramMut, Xdp, XdpFlags};
+use libbpf_rs::{MapCore, OpenObject, ProgramMut};
 
 use crate::config::XdpMode;
+use crate::links::{self, Attached, XdpAttachment};
 use crate::maps::firewall::{FirewallMaps, MAP_NAMES};
 use crate::skel::xdp_firewall::{XdpFirewallSkel, XdpFirewallSkelBuilder};
 
@@ -23,34 +24,12 @@ pub struct LoadOptions {
     pub bench_addrs: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttachMode {
-    Native,
-    Generic,
-}
-
-impl AttachMode {
-    fn flags(self) -> XdpFlags {
-        match self {
-            AttachMode::Native => XdpFlags::DRV_MODE,
-            AttachMode::Generic => XdpFlags::SKB_MODE,
-        }
-    }
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct XdpAttachment {
-    pub ifname: String,
-    pub ifindex: i32,
-    pub mode: AttachMode,
-    pub prog_id: u32,
-}
-
 pub struct Dataplane {
     pub firewall: XdpFirewallSkel<'static>,
-    pinned: Vec<PathBuf>,
-    attachments: Vec<XdpAttachment>,
+    pin_root: Option<PathBuf>,
+    /// the maps were taken over from pins an earlier daemon left
+    pub adopted: bool,
+    attachments: Vec<Attached>,
 }
 
 /// Fails unless `dir` (or its nearest existing ancestor) is on a bpffs.
@@ -104,6 +83,25 @@ impl Dataplane {
         let mut open = XdpFirewallSkelBuilder::default()
             .open(storage)
             .context("opening the xdp_firewall object")?;
+        let mut adopted = false;
+        if let Some(root) = &opts.pin_root {
+            for mut map in open.open_object_mut().maps_mut() {
+                let name = map.name().to_string_lossy().into_owned();
+                let path = root.join(&name);
+                if MAP_NAMES.contains(&name.as_str()) && path.exists() {
+                    map.reuse_pinned_map(&path).with_context(|| {
+                        format!(
+                            "the map pinned at {} does not fit this version of ebpfsentinel: \
+                             run `ebpfsentinel down --pin-root {}` to remove the old \
+                             enforcement first",
+                            path.display(),
+                            root.display()
+                        )
+                    })?;
+                    adopted = true;
+                }
+            }
+        }
         match opts.bench_addrs {
             Some(n) => open
                 .maps
@@ -119,7 +117,8 @@ impl Dataplane {
         })?;
         let mut dp = Dataplane {
             firewall,
-            pinned: Vec::new(),
+            pin_root: opts.pin_root.clone(),
+            adopted,
             attachments: Vec::new(),
         };
         if let Some(root) = &opts.pin_root {
@@ -128,24 +127,22 @@ impl Dataplane {
         Ok(dp)
     }
 
+    /// Pins every map not pinned yet (adopted maps already are).
     fn pin(&mut self, root: &Path) -> Result<()> {
         fs::create_dir_all(root)
             .with_context(|| format!("creating pin root {}", root.display()))?;
-        for name in MAP_NAMES {
-            let path = root.join(name);
+        for mut map in self.firewall.object_mut().maps_mut() {
+            let name = map.name().to_string_lossy().into_owned();
+            if !MAP_NAMES.contains(&name.as_str()) || map.is_pinned() {
+                continue;
+            }
+            let path = root.join(&name);
             if path.exists() {
                 fs::remove_file(&path)
                     .with_context(|| format!("removing stale pin {}", path.display()))?;
             }
-            let mut map = self
-                .firewall
-                .object_mut()
-                .maps_mut()
-                .find(|m| m.name() == name)
-                .with_context(|| format!("no map {name} to pin"))?;
             map.pin(&path)
                 .with_context(|| format!("pinning {}", path.display()))?;
-            self.pinned.push(path);
         }
         Ok(())
     }
@@ -158,76 +155,67 @@ impl Dataplane {
         &self.firewall.progs.xdp_firewall
     }
 
-    pub fn attachments(&self) -> &[XdpAttachment] {
-        &self.attachments
+    pub fn attachments(&self) -> impl Iterator<Item = &XdpAttachment> {
+        self.attachments.iter().map(|a| &a.info)
     }
 
-    /// Attaches xdp_firewall without replacing a program someone else attached.
+    /// Attaches xdp_firewall to an interface, taking over a pinned link an earlier daemon left.
     pub fn attach_xdp(&mut self, ifname: &str, mode: XdpMode) -> Result<&XdpAttachment> {
-        let ifindex = ifindex(ifname)?;
+        let root = self
+            .pin_root
+            .clone()
+            .context("attaching needs a pin root: links are pinned under it")?;
         let prog = &self.firewall.progs.xdp_firewall;
-        let xdp = Xdp::new(prog.as_fd());
-        let try_mode = |m: AttachMode| xdp.attach(ifindex, m.flags() | XdpFlags::UPDATE_IF_NOEXIST);
-        let mode = match mode {
-            XdpMode::Native => try_mode(AttachMode::Native)
-                .map(|_| AttachMode::Native)
-                .with_context(|| format!("attaching XDP in native mode to {ifname}"))?,
-            XdpMode::Generic => try_mode(AttachMode::Generic)
-                .map(|_| AttachMode::Generic)
-                .with_context(|| format!("attaching XDP in generic mode to {ifname}"))?,
-            XdpMode::Auto => match try_mode(AttachMode::Native) {
-                Ok(()) => AttachMode::Native,
-                Err(native) => try_mode(AttachMode::Generic)
-                    .map(|_| AttachMode::Generic)
-                    .with_context(|| {
-                        format!("attaching XDP to {ifname} (native mode failed too: {native})")
-                    })?,
-            },
-        };
-        let prog_id = xdp.query_id(ifindex, mode.flags()).unwrap_or(0);
-        self.attachments.push(XdpAttachment {
-            ifname: ifname.to_string(),
-            ifindex,
-            mode,
-            prog_id,
-        });
-        Ok(self.attachments.last().expect("just pushed"))
+        let prog_id = libbpf_rs::Program::id_from_fd(prog.as_fd())?;
+        let attached = links::attach(prog.as_fd(), prog_id, ifname, mode, &root)?;
+        self.attachments.push(attached);
+        Ok(&self.attachments.last().expect("just pushed").info)
     }
 
-    /// Detaches what this process attached, only where our program is still the one there.
-    pub fn detach_all(&mut self) -> Vec<String> {
-        let mut errors = Vec::new();
-        let prog = &self.firewall.progs.xdp_firewall;
-        let xdp = Xdp::new(prog.as_fd());
-        for a in self.attachments.drain(..) {
-            let current = xdp.query_id(a.ifindex, a.mode.flags()).unwrap_or(0);
-            if current != a.prog_id {
-                continue;
-            }
-            if let Err(e) = xdp.detach(a.ifindex, a.mode.flags()) {
-                errors.push(format!("detaching XDP from {}: {e}", a.ifname));
-            }
+    /// Detaches one interface now (it left the config).
+    pub fn detach_xdp(&mut self, ifname: &str) -> Result<()> {
+        if let Some(i) = self
+            .attachments
+            .iter()
+            .position(|a| a.info.ifname == ifname)
+        {
+            self.attachments.remove(i).detach()?;
         }
-        errors
+        Ok(())
     }
 
-    pub fn unpin(&mut self) -> Vec<String> {
-        self.pinned
+    /// Detaches everything this process attached and removes every pin: what `down` and a
+    /// transient `run` leave behind is plain forwarding.
+    pub fn teardown(&mut self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .attachments
             .drain(..)
-            .filter_map(|p| {
-                fs::remove_file(&p)
-                    .err()
-                    .map(|e| format!("unpinning {}: {e}", p.display()))
-            })
-            .collect()
+            .filter_map(|a| a.detach().err().map(|e| format!("{e:#}")))
+            .collect();
+        if let Some(root) = &self.pin_root {
+            problems.extend(remove_pins(root));
+        }
+        problems
     }
 }
 
-impl Drop for Dataplane {
-    fn drop(&mut self) {
-        // A netlink XDP attachment outlives the process; never leave one behind by accident.
-        for e in self.detach_all() {
-            eprintln!("{e}");
+/// Unpins every map and link ebpfsentinel pins under `root`; problems as text.
+pub fn remove_pins(root: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    for ifname in links::pinned_interfaces(root) {
+        if let Err(e) = links::remove_pinned(root, &ifname) {
+            problems.push(format!("{e:#}"));
         }
     }
+    let _ = fs::remove_dir(links::links_dir(root));
+    for name in MAP_NAMES {
+        let path = root.join(name);
+        if path.exists() {
+            if let Err(e) = fs::remove_file(&path) {
+                problems.push(format!("unpinning {}: {e}", path.display()));
+            }
+        }
+    }
+    let _ = fs::remove_dir(root);
+    problems
 }

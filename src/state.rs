@@ -2,21 +2,35 @@
 //! exclusive lock so that two daemons never manage the same pins.
 
 use std::fs::{self, File, OpenOptions};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-const STATE_DIR: &str = "/run/ebpfsentinel";
+use crate::links::XdpAttachment;
+use crate::metrics::MapFill;
 
+/// A map's fill level as the daemon last wrote it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AttachedInterface {
-    pub ifname: String,
-    pub ifindex: i32,
-    pub mode: String,
-    pub prog_id: u32,
+pub struct MapLevel {
+    pub map: String,
+    pub entries: u64,
+    pub capacity: u64,
 }
+
+impl From<&MapFill> for MapLevel {
+    fn from(f: &MapFill) -> MapLevel {
+        MapLevel {
+            map: f.map.to_string(),
+            entries: f.entries,
+            capacity: f.capacity,
+        }
+    }
+}
+
+const STATE_DIR: &str = "/run/ebpfsentinel";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonState {
@@ -24,10 +38,13 @@ pub struct DaemonState {
     pub config: PathBuf,
     pub pin_root: PathBuf,
     pub netns_inode: u64,
-    pub interfaces: Vec<AttachedInterface>,
+    pub interfaces: Vec<XdpAttachment>,
     pub generation: u32,
     /// rule ids by rank, so readers can name the kernel's per-rule counters
     pub rules: Vec<String>,
+    /// fill levels of the active generation
+    pub maps: Vec<MapLevel>,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub fn state_path(pin_root: &Path) -> PathBuf {

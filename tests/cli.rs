@@ -136,14 +136,23 @@ fn subcommand_help_states_each_purpose() {
         ),
         (
             &["status", "--help"],
-            &["Show whether a daemon runs", "--pin-root", "--json"],
+            &["Show what enforces traffic", "--pin-root", "--json"],
         ),
+        (
+            &["reload", "--help"],
+            &["re-read its config", "--pin-root"],
+        ),
+        (&["events", "--help"], &["JSON lines", "--follow"]),
+        (&["down", "--help"], &["Remove the enforcement", "--pin-root"]),
+        (&["stats", "--help"], &["pinned maps", "--json"]),
         (
             &["bench", "--help"],
             &[
                 "Measure the per-packet cost",
                 "BPF_PROG_TEST_RUN",
                 "firewall",
+                "reload",
+                "events",
             ],
         ),
         (

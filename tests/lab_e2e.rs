@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
+use common::daemon::{Daemon, Scratch};
 use common::netns::{veth, Netns};
 use common::traffic;
 use ebpfsentinel::abi::fw_stat;
@@ -23,23 +21,6 @@ const ROUTER_V4: &str = "10.77.0.1";
 const LISTED_V6: &str = "2001:db8:bad::5";
 const CLEAN_V6: &str = "2001:db8:77::2";
 const ROUTER_V6: &str = "2001:db8:77::1";
-
-/// Kills the daemon and unmounts the test bpffs, also when an assertion fails.
-struct Lab {
-    child: Option<Child>,
-    bpffs: PathBuf,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("umount").arg(&self.bpffs).status();
-        let _ = std::fs::remove_dir_all(self.bpffs.parent().unwrap());
-    }
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -102,20 +83,8 @@ fn spamhaus_drop_list_blocks_real_traffic() {
         CLEAN_V6,
     ]);
 
-    let dir = std::env::temp_dir().join(format!("es-e2e-{}", std::process::id()));
-    let bpffs = dir.join("bpf");
-    std::fs::create_dir_all(&bpffs).unwrap();
-    let mut lab = Lab {
-        child: None,
-        bpffs: bpffs.clone(),
-    };
-    assert!(Command::new("mount")
-        .args(["-t", "bpf", "bpf"])
-        .arg(&bpffs)
-        .status()
-        .unwrap()
-        .success());
-    let config = dir.join("config.yaml");
+    let scratch = Scratch::new("e2e");
+    let config = scratch.dir.join("config.yaml");
     std::fs::write(
         &config,
         format!(
@@ -134,45 +103,9 @@ firewall:
     )
     .unwrap();
 
-    let pin_root = bpffs.join("ebpfsentinel");
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &router.name,
-            env!("CARGO_BIN_EXE_ebpfsentinel"),
-            "run",
-            "-c",
-        ])
-        .arg(&config)
-        .arg("--pin-root")
-        .arg(&pin_root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning ebpfsentinel run");
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("daemon: {line}");
-            if line.contains("ready") {
-                let _ = ready_tx.send(line);
-            }
-        }
-    });
-    let (events_tx, events_rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = events_tx.send(line);
-        }
-    });
-    lab.child = Some(child);
-    let ready = ready_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the daemon never printed its ready line");
-    assert!(ready.contains("eR"), "{ready}");
+    let pin_root = scratch.pin_root();
+    let mut daemon = Daemon::start(&router, &config, &pin_root, &["--transient"]);
+    assert!(daemon.ready.contains("eR"), "{}", daemon.ready);
 
     let maps = FirewallMaps::from_pins(&pin_root).expect("pinned maps");
 
@@ -296,7 +229,8 @@ firewall:
 
     // the logged rule's events reached the daemon's stdout as JSON lines
     std::thread::sleep(Duration::from_millis(500));
-    let events: Vec<serde_json::Value> = events_rx
+    let events: Vec<serde_json::Value> = daemon
+        .stdout
         .try_iter()
         .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
         .collect();
@@ -325,11 +259,9 @@ firewall:
     assert!(st["daemon_pid"].is_u64(), "{st}");
     assert_eq!(st["interfaces"][0]["ifname"], "eR");
 
-    // SIGTERM detaches and unpins; traffic from the listed source flows again
-    let mut child = lab.child.take().unwrap();
-    // SAFETY: kill with a valid pid of our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let exit = child.wait().unwrap();
+    // a transient run detaches and unpins on SIGTERM; traffic from the listed source flows again
+    daemon.signal(libc::SIGTERM);
+    let exit = daemon.wait();
     assert!(exit.success(), "daemon exit: {exit:?}");
     assert!(!pin_root.join("fw_stats").exists(), "pins left behind");
     let link = Command::new("ip")

@@ -14,9 +14,11 @@ static __always_inline bool emit_packet_event(__u32 ifindex, const struct pkt *p
 					      __u8 action, __u16 rule_id)
 {
 	struct packet_event *ev;
+	__u64 pending;
 	__u32 cpu;
 
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > EVENTS_RING_BYTES / 4 * 3)
+	pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	if (pending > EVENTS_RING_BYTES / 4 * 3)
 		return false;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev)
@@ -45,7 +47,8 @@ static __always_inline bool emit_packet_event(__u32 ifindex, const struct pkt *p
 	ev->action = action;
 	cpu = bpf_get_smp_processor_id();
 	ev->cpu = cpu > 255 ? 255 : cpu;
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev,
+			   pending >= EVENTS_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	return true;
 }
 

@@ -2,7 +2,10 @@
 
 mod bench;
 mod check;
+mod down;
+mod events;
 mod gen_docs;
+mod reload;
 mod run;
 mod stats;
 mod status;
@@ -29,6 +32,9 @@ pub struct Cli {
 enum Command {
     Run(run::RunArgs),
     Check(check::CheckArgs),
+    Reload(reload::ReloadArgs),
+    Events(events::EventsArgs),
+    Down(down::DownArgs),
     Status(status::StatusArgs),
     Stats(stats::StatsArgs),
     Bench(bench::BenchArgs),
@@ -48,12 +54,23 @@ impl Cli {
         match self.command {
             Command::Run(a) => run::execute(a),
             Command::Check(a) => check::execute(a),
+            Command::Reload(a) => reload::execute(a),
+            Command::Events(a) => events::execute(a),
+            Command::Down(a) => down::execute(a),
             Command::Status(a) => status::execute(a),
             Command::Stats(a) => stats::execute(a),
             Command::Bench(a) => bench::execute(a),
             Command::GenDocs(a) => gen_docs::execute(a),
         }
     }
+}
+
+/// The pin root of the daemon a command talks to or reads.
+#[derive(Debug, clap::Args)]
+pub struct PinRootArg {
+    /// The pin root the daemon was started with.
+    #[arg(long, default_value = crate::config::DEFAULT_PIN_ROOT, value_name = "DIR")]
+    pub pin_root: PathBuf,
 }
 
 /// The config file every subcommand that needs one reads.

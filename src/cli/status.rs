@@ -3,19 +3,22 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::Outcome;
+use super::{Outcome, PinRootArg};
 use crate::abi::fw_stat;
+use crate::links::{self, XdpAttachment};
 use crate::maps::firewall::FirewallMaps;
-use crate::state::{self, AttachedInterface};
+use crate::metrics;
+use crate::state::{self, MapLevel};
 
-/// Show whether a daemon runs for a pin root, where it is attached, and its packet counters.
+/// Show what enforces traffic under a pin root: the daemon (or "not running (enforcement
+/// pinned)"), every interface with its attach mode and program id, the ruleset generation,
+/// map fill levels, packets by verdict and hits per rule.
 ///
 /// Exits 1 when no daemon runs and nothing is pinned.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The pin root the daemon was started with.
-    #[arg(long, default_value = "/sys/fs/bpf/ebpfsentinel", value_name = "DIR")]
-    pin_root: PathBuf,
+    #[command(flatten)]
+    pin_root: PinRootArg,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -29,43 +32,37 @@ struct RuleHits {
 }
 
 #[derive(Debug, Serialize)]
+struct InterfaceStatus {
+    #[serde(flatten)]
+    recorded: XdpAttachment,
+    /// what the kernel reports now: (mode, program id), None when nothing is attached
+    attached_now: Option<(links::AttachMode, u32)>,
+    /// the daemon runs in another network namespace: its ifindexes mean nothing here
+    other_netns: bool,
+}
+
+#[derive(Debug, Serialize)]
 struct Status {
     pin_root: PathBuf,
     daemon_pid: Option<u32>,
     pinned: bool,
     generation: Option<u32>,
     rules: Vec<RuleHits>,
-    interfaces: Vec<AttachedInterface>,
+    interfaces: Vec<InterfaceStatus>,
+    maps: Vec<MapLevel>,
     counters: Vec<(String, u64)>,
 }
 
-pub fn stat_name(slot: u32) -> &'static str {
-    match fw_stat(slot) {
-        fw_stat::FW_STAT_SEEN => "seen",
-        fw_stat::FW_STAT_PASS_RULE => "pass_rule",
-        fw_stat::FW_STAT_PASS_DEFAULT => "pass_default",
-        fw_stat::FW_STAT_PASS_ALLOWLIST => "pass_allowlist",
-        fw_stat::FW_STAT_PASS_NON_IP => "pass_non_ip",
-        fw_stat::FW_STAT_PASS_MALFORMED => "pass_malformed",
-        fw_stat::FW_STAT_PASS_MONITOR => "pass_monitor",
-        fw_stat::FW_STAT_DROP_RULE => "drop_rule",
-        fw_stat::FW_STAT_DROP_DEFAULT => "drop_default",
-        fw_stat::FW_STAT_DROP_MALFORMED => "drop_malformed",
-        fw_stat::FW_STAT_EVENTS_SENT => "events_sent",
-        fw_stat::FW_STAT_EVENTS_DROPPED => "events_dropped",
-        _ => "unknown",
+/// "drop/rule", "pass/default_policy", "seen": the labels the metrics carry.
+fn counter_name(stat: fw_stat) -> String {
+    match metrics::stat_label(stat) {
+        ("", what) => what.to_string(),
+        (verdict, reason) => format!("{verdict}/{reason}"),
     }
 }
 
 /// Hit counters need the rule ids the daemon recorded: the kernel only knows ranks.
-fn rule_hits(
-    maps: Option<&FirewallMaps>,
-    generation: Option<u32>,
-    ids: Option<&Vec<String>>,
-) -> Vec<RuleHits> {
-    let (Some(maps), Some(gen), Some(ids)) = (maps, generation, ids) else {
-        return Vec::new();
-    };
+fn rule_hits(maps: &FirewallMaps, gen: u32, ids: &[String]) -> Vec<RuleHits> {
     maps.rule_hits(gen, ids.len())
         .map(|hits| {
             ids.iter()
@@ -81,8 +78,13 @@ fn rule_hits(
 }
 
 pub fn execute(args: StatusArgs) -> Result<Outcome> {
-    let daemon = state::read(&args.pin_root).filter(|s| state::pid_alive(s.pid));
-    let maps = FirewallMaps::from_pins(&args.pin_root).ok();
+    let root = &args.pin_root.pin_root;
+    let recorded = state::read(root);
+    let daemon_pid = recorded
+        .as_ref()
+        .map(|s| s.pid)
+        .filter(|&pid| state::pid_alive(pid));
+    let maps = FirewallMaps::from_pins(root).ok();
     let generation = maps.as_ref().and_then(|m| m.active_generation().ok());
     let counters = maps
         .as_ref()
@@ -90,61 +92,105 @@ pub fn execute(args: StatusArgs) -> Result<Outcome> {
         .map(|v| {
             v.into_iter()
                 .enumerate()
-                .map(|(i, n)| (stat_name(i as u32).to_string(), n))
+                .map(|(i, n)| (counter_name(fw_stat(i as u32)), n))
                 .collect()
         })
         .unwrap_or_default();
+    let rules = match (&maps, generation, &recorded) {
+        (Some(m), Some(g), Some(r)) => rule_hits(m, g, &r.rules),
+        _ => Vec::new(),
+    };
+    let (interfaces, map_levels) = match recorded {
+        Some(r) => {
+            let other_netns = r.netns_inode != state::netns_inode();
+            (
+                r.interfaces
+                    .into_iter()
+                    .map(|a| InterfaceStatus {
+                        attached_now: if other_netns {
+                            None
+                        } else {
+                            links::query(a.ifindex)
+                        },
+                        other_netns,
+                        recorded: a,
+                    })
+                    .collect(),
+                r.maps,
+            )
+        }
+        None => (Vec::new(), Vec::new()),
+    };
     let status = Status {
-        pin_root: args.pin_root.clone(),
-        daemon_pid: daemon.as_ref().map(|d| d.pid),
+        pin_root: root.clone(),
+        daemon_pid,
         pinned: maps.is_some(),
         generation,
-        rules: rule_hits(maps.as_ref(), generation, daemon.as_ref().map(|d| &d.rules)),
-        interfaces: daemon.map(|d| d.interfaces).unwrap_or_default(),
+        rules,
+        interfaces,
+        maps: map_levels,
         counters,
     };
     let found = status.daemon_pid.is_some() || status.pinned;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        match status.daemon_pid {
-            Some(pid) => println!("daemon: running (pid {pid})"),
-            None => println!("daemon: not running"),
-        }
-        println!(
-            "pin root: {} ({})",
-            status.pin_root.display(),
-            if status.pinned {
-                "maps pinned"
-            } else {
-                "nothing pinned"
-            }
-        );
-        if let Some(g) = status.generation {
-            println!("ruleset: generation {g}, {} rules", status.rules.len());
-        }
-        for i in &status.interfaces {
-            println!(
-                "interface {} (ifindex {}): xdp {} prog {}",
-                i.ifname, i.ifindex, i.mode, i.prog_id
-            );
-        }
-        if !status.counters.is_empty() {
-            println!("packets by verdict:");
-        }
-        for (name, n) in &status.counters {
-            println!("  {name:<16} {n}");
-        }
-        if !status.rules.is_empty() {
-            println!("rule hits (packets, bytes):");
-        }
-        for r in &status.rules {
-            println!("  {:<24} {:>12} {:>14}", r.id, r.packets, r.bytes);
-        }
+        print_text(&status);
     }
     Ok(if found {
         Outcome::Ok
     } else {
         Outcome::Negative
     })
+}
+
+fn print_text(status: &Status) {
+    match (status.daemon_pid, status.pinned) {
+        (Some(pid), _) => println!("daemon: running (pid {pid})"),
+        (None, true) => println!("daemon: not running (enforcement pinned)"),
+        (None, false) => println!("daemon: not running"),
+    }
+    println!(
+        "pin root: {} ({})",
+        status.pin_root.display(),
+        if status.pinned {
+            "maps pinned"
+        } else {
+            "nothing pinned"
+        }
+    );
+    if let Some(g) = status.generation {
+        println!("ruleset: generation {g}, {} rules", status.rules.len());
+    }
+    for i in &status.interfaces {
+        let a = &i.recorded;
+        let now = match i.attached_now {
+            _ if i.other_netns => "in another network namespace".into(),
+            Some((mode, id)) if id == a.prog_id => format!("attached ({mode})"),
+            Some((_, id)) => format!("now runs another program (id {id})"),
+            None => "nothing attached now".into(),
+        };
+        println!(
+            "interface {} (ifindex {}): xdp {} via {}, prog {}: {now}",
+            a.ifname, a.ifindex, a.mode, a.hook, a.prog_id
+        );
+    }
+    if !status.maps.is_empty() {
+        println!("map fill (active generation):");
+    }
+    for m in &status.maps {
+        println!("  {:<18} {:>9} / {}", m.map, m.entries, m.capacity);
+    }
+    if !status.counters.is_empty() {
+        println!("packets by verdict:");
+    }
+    for (name, n) in &status.counters {
+        println!("  {name:<24} {n}");
+    }
+    if !status.rules.is_empty() {
+        println!("rule hits (packets, bytes):");
+    }
+    for r in &status.rules {
+        println!("  {:<24} {:>12} {:>14}", r.id, r.packets, r.bytes);
+    }
 }

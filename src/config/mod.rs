@@ -10,6 +10,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
@@ -73,8 +74,16 @@ pub struct Config {
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
     pub pin_root: PathBuf,
+    /// `metrics.listen`: where Prometheus text is served; None when `off`
+    pub metrics_listen: Option<SocketAddr>,
+    /// `events.path`: JSON lines go here (reopened on SIGHUP), else to stdout
+    pub events_path: Option<PathBuf>,
     pub firewall: FirewallConfig,
 }
+
+/// Loopback only by default: counters say a lot about a network.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9669);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XdpMode {

@@ -294,7 +294,7 @@ fn every_error_is_collected() {
 
 #[test]
 fn unknown_keys_name_the_key_and_list_allowed_ones() {
-    assert_error("interfaces: []\n»iface: eth0\n", "unknown key `iface` in the top level; allowed keys: interfaces, xdp_mode, pin_root, firewall");
+    assert_error("interfaces: []\n»iface: eth0\n", "unknown key `iface` in the top level; allowed keys: interfaces, xdp_mode, pin_root, metrics, events, firewall");
     assert_error("firewall:\n  »policy: drop\n", "unknown key `policy` in firewall; allowed keys: mode, default_policy, malformed, allowlist, aliases, rules");
     assert_error(
         &with_rule("{ id: a, action: drop, »port: 80 }"),
@@ -960,4 +960,25 @@ fn plain_scalars_follow_the_yaml_core_schema() {
     for string in ["1.2.3.4", "inf", "0x", "1e", "1-2", "\"12\"", "'true'"] {
         assert!(resolve(string).starts_with("Str("), "{string}");
     }
+}
+
+#[test]
+fn metrics_and_events_sections() {
+    let c = parse_ok("metrics: { listen: \"[::1]:9100\" }\nevents: { path: /var/log/es.json }\n");
+    assert_eq!(c.metrics_listen, Some("[::1]:9100".parse().unwrap()));
+    assert_eq!(c.events_path, Some(PathBuf::from("/var/log/es.json")));
+    let off = parse_ok("metrics: { listen: \"off\" }\n");
+    assert_eq!(off.metrics_listen, None);
+    let defaults = parse_ok("interfaces: [eth0]\n");
+    assert_eq!(defaults.metrics_listen, Some(super::DEFAULT_METRICS_LISTEN));
+    assert_eq!(defaults.events_path, None);
+    assert_error(
+        "metrics: { listen: »\"localhost\" }\n",
+        "metrics.listen must be ADDRESS:PORT",
+    );
+    assert_error(
+        "events: { path: »relative.json }\n",
+        "events.path must be an absolute path",
+    );
+    assert_error("metrics: { »port: 9 }\n", "unknown key `port`");
 }

@@ -3,6 +3,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
@@ -11,11 +12,21 @@ use super::netset::{parse_net, read_netset, NetList};
 use super::yaml::{self, duplicate, Node, Pos, Scalar, Value};
 use super::{
     Action, AddrMatch, Alias, Config, ConfigError, ConfigErrors, FirewallConfig, FirewallMode,
-    Location, PortRange, Proto, Rule, TcpFlags, VlanMatch, XdpMode, DEFAULT_PIN_ROOT,
-    DEFAULT_PRIORITY, MAX_ALIAS_ENTRIES, MAX_ALLOWLIST_ENTRIES, MAX_PRIORITY, MAX_RULES,
+    Location, PortRange, Proto, Rule, TcpFlags, VlanMatch, XdpMode, DEFAULT_METRICS_LISTEN,
+    DEFAULT_PIN_ROOT, DEFAULT_PRIORITY, MAX_ALIAS_ENTRIES, MAX_ALLOWLIST_ENTRIES, MAX_PRIORITY,
+    MAX_RULES,
 };
 
-const TOP_KEYS: &[&str] = &["interfaces", "xdp_mode", "pin_root", "firewall"];
+const TOP_KEYS: &[&str] = &[
+    "interfaces",
+    "xdp_mode",
+    "pin_root",
+    "metrics",
+    "events",
+    "firewall",
+];
+const METRICS_KEYS: &[&str] = &["listen"];
+const EVENTS_KEYS: &[&str] = &["path"];
 const FIREWALL_KEYS: &[&str] = &[
     "mode",
     "default_policy",
@@ -333,10 +344,54 @@ impl Checker<'_> {
                 .get("pin_root")
                 .and_then(|n| self.pin_root(n))
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_ROOT)),
+            metrics_listen: match fields.section("metrics") {
+                Some(n) => self.metrics(n),
+                None => Some(DEFAULT_METRICS_LISTEN),
+            },
+            events_path: fields.section("events").and_then(|n| self.events(n)),
             firewall: fields
                 .section("firewall")
                 .map(|n| self.firewall(n))
                 .unwrap_or_default(),
+        }
+    }
+
+    /// `listen: ADDR:PORT`, or `off`.
+    fn metrics(&mut self, node: &Node) -> Option<SocketAddr> {
+        let fields = self.fields(node, "metrics", METRICS_KEYS)?;
+        let Some(listen) = fields.get("listen") else {
+            return Some(DEFAULT_METRICS_LISTEN);
+        };
+        let text = self.string(listen)?;
+        if text == "off" {
+            return None;
+        }
+        match text.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.error(
+                    listen.pos,
+                    format!("metrics.listen must be ADDRESS:PORT (e.g. 127.0.0.1:9669) or `off`, found `{text}`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `path: FILE` for JSON lines; stdout when absent.
+    fn events(&mut self, node: &Node) -> Option<PathBuf> {
+        let fields = self.fields(node, "events", EVENTS_KEYS)?;
+        let path = fields.get("path")?;
+        let text = self.string(path)?;
+        let p = Path::new(text);
+        if p.is_absolute() {
+            Some(p.to_path_buf())
+        } else {
+            self.error(
+                path.pos,
+                format!("events.path must be an absolute path, found `{text}`"),
+            );
+            None
         }
     }
 

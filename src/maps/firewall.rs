@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 
-use super::{delete_where, open_pinned, percpu_sum_u64, put_all};
+use super::{delete_keys, delete_where, open_pinned, percpu_sum_u64, put_all, Entries};
 use crate::abi::{
     self, bytes_of, fw_cls_v4_key, fw_cls_v6_key, fw_counter, fw_exact_v4_key, fw_exact_v6_key,
     fw_lpm_v4_key, fw_lpm_v6_key, fw_stat,
@@ -173,51 +173,37 @@ impl FirewallMaps {
         Ok(key_gen(&v, 0).unwrap_or(0) & 1)
     }
 
-    /// Replaces whatever generation `gen` held with `rs`. The active generation is untouched:
-    /// packets keep seeing the old ruleset until `activate`.
-    pub fn install(&self, rs: &CompiledRuleset, gen: u32) -> Result<()> {
-        self.clear_generation(gen)?;
+    /// The entries of `rs` in generation `gen` for the maps keyed by address (tries and
+    /// hashes), which must be emptied when a generation is retired.
+    fn keyed_entries(&self, rs: &CompiledRuleset, gen: u32) -> Vec<(&MapHandle, Entries)> {
         let pool_base = gen * abi::BITMAP_POOL_PER_GEN as u32;
-
-        let all = Bits([!0; abi::BITMAP_WORDS]);
-        let bitmaps: Vec<(Vec<u8>, Vec<u8>)> = rs
-            .bitmaps
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (pool_base + i as u32, b))
-            .chain(std::iter::once((abi::BITMAP_ALL, &all)))
-            .map(|(i, b)| (i.to_ne_bytes().to_vec(), bytes_of(&b.to_kernel()).to_vec()))
-            .collect();
-        put_all(&self.bitmaps, &bitmaps)?;
-
+        let mut out = Vec::new();
         for family in FAMILIES {
             let f = family as usize;
-            let allow: Vec<_> = rs.allow[f]
+            let allow = rs.allow[f]
                 .iter()
                 .map(|p| (lpm_key(family, gen, *p), vec![1u8]))
                 .collect();
-            put_all(&self.allow[f], &allow)?;
-
+            out.push((&self.allow[f], allow));
             for dir in 0..2 {
                 let table = &rs.cidr[f][dir];
-                let exact: Vec<_> = table
+                let exact = table
                     .exact
                     .iter()
                     .map(|(p, r)| (exact_key(family, gen, *p), bytes_of(r).to_vec()))
                     .collect();
-                put_all(&self.exact[f][dir], &exact)?;
-                let lpm: Vec<_> = table
+                out.push((&self.exact[f][dir], exact));
+                let lpm = table
                     .lpm
                     .iter()
                     .map(|(p, r)| (lpm_key(family, gen, *p), bytes_of(r).to_vec()))
                     .collect();
-                put_all(&self.lpm[f][dir], &lpm)?;
+                out.push((&self.lpm[f][dir], lpm));
             }
-
             let cls = &rs.classifiers[f];
             for (dir, prefixes) in [&cls.src, &cls.dst].into_iter().enumerate() {
                 let hashed = !cls.hash_lens[dir].is_empty();
-                let entries: Vec<_> = prefixes
+                let entries = prefixes
                     .iter()
                     .map(|(p, idx)| {
                         let key = if hashed {
@@ -233,12 +219,32 @@ impl FirewallMaps {
                 } else {
                     &self.cls_addr[f][dir]
                 };
-                put_all(map, &entries)?;
+                out.push((map, entries));
             }
+        }
+        out
+    }
 
+    /// The array slots of `rs` in generation `gen`: overwritten by the next install, never
+    /// read past the counts in fw_settings, so never cleared.
+    fn array_entries(&self, rs: &CompiledRuleset, gen: u32) -> Vec<(&MapHandle, Entries)> {
+        let pool_base = gen * abi::BITMAP_POOL_PER_GEN as u32;
+        let all = Bits([!0; abi::BITMAP_WORDS]);
+        let bitmaps = rs
+            .bitmaps
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (pool_base + i as u32, b))
+            .chain(std::iter::once((abi::BITMAP_ALL, &all)))
+            .map(|(i, b)| (i.to_ne_bytes().to_vec(), bytes_of(&b.to_kernel()).to_vec()))
+            .collect();
+        let mut out = vec![(&self.bitmaps, bitmaps)];
+        for family in FAMILIES {
+            let f = family as usize;
+            let cls = &rs.classifiers[f];
             let block_base = (gen * 2 + f as u32) * abi::DIM_BLOCK as u32;
             for (slot, vd) in VALUE_DIMS.iter().enumerate() {
-                let entries: Vec<_> = cls.values[slot]
+                let entries = cls.values[slot]
                     .iter()
                     .enumerate()
                     .map(|(v, idx)| {
@@ -248,11 +254,10 @@ impl FirewallMaps {
                         )
                     })
                     .collect();
-                put_all(&self.cls_dims, &entries)?;
+                out.push((&self.cls_dims, entries));
             }
-
             let rules_base = (gen * 2 + f as u32) * abi::MAX_RULES_PER_FAMILY as u32;
-            let rules: Vec<_> = cls
+            let rules = cls
                 .rules
                 .iter()
                 .enumerate()
@@ -263,9 +268,22 @@ impl FirewallMaps {
                     )
                 })
                 .collect();
-            put_all(&self.rules, &rules)?;
+            out.push((&self.rules, rules));
         }
+        out
+    }
 
+    /// Writes `rs` into generation `gen`, which must hold nothing else (see
+    /// `clear_generation`). The active generation is untouched: packets keep seeing the old
+    /// ruleset until `activate`.
+    pub fn install(&self, rs: &CompiledRuleset, gen: u32) -> Result<()> {
+        for (map, entries) in self
+            .array_entries(rs, gen)
+            .into_iter()
+            .chain(self.keyed_entries(rs, gen))
+        {
+            put_all(map, &entries)?;
+        }
         self.reset_rule_hits(gen, rs.ranks.len())?;
         self.settings
             .update(&gen.to_ne_bytes(), bytes_of(&rs.settings), MapFlags::ANY)
@@ -280,15 +298,50 @@ impl FirewallMaps {
             .context("flipping fw_active_gen")
     }
 
-    /// Installs `rs` into the inactive generation and activates it; returns that generation.
+    /// Clears the inactive generation, installs `rs` there and activates it; returns that
+    /// generation. The generation given up keeps its entries (the daemon retires it after a
+    /// grace period; one-shot users need not).
     pub fn apply(&self, rs: &CompiledRuleset) -> Result<u32> {
         let next = self.active_generation()? ^ 1;
+        self.clear_generation(next, None)?;
         self.install(rs, next)?;
         self.activate(next)?;
         Ok(next)
     }
 
-    fn clear_generation(&self, gen: u32) -> Result<()> {
+    /// A reload: installs `rs` in the inactive generation (cleared first unless the caller
+    /// knows it is empty), flips to it, waits `grace` for packets still on the old generation,
+    /// then empties the old one (exactly `retiring`'s keys when known). Returns the new
+    /// generation.
+    pub fn replace(
+        &self,
+        rs: &CompiledRuleset,
+        inactive_clean: bool,
+        retiring: Option<&CompiledRuleset>,
+        grace: std::time::Duration,
+    ) -> Result<u32> {
+        let old = self.active_generation()?;
+        let next = old ^ 1;
+        if !inactive_clean {
+            self.clear_generation(next, None)?;
+        }
+        self.install(rs, next)?;
+        self.activate(next)?;
+        std::thread::sleep(grace);
+        self.clear_generation(old, retiring)?;
+        Ok(next)
+    }
+
+    /// Empties generation `gen` of the address-keyed maps: exactly the keys of `known` when
+    /// the caller knows what it installed there, else by walking every key.
+    pub fn clear_generation(&self, gen: u32, known: Option<&CompiledRuleset>) -> Result<()> {
+        if let Some(rs) = known {
+            for (map, entries) in self.keyed_entries(rs, gen) {
+                let keys: Vec<Vec<u8>> = entries.into_iter().map(|(k, _)| k).collect();
+                delete_keys(map, &keys)?;
+            }
+            return Ok(());
+        }
         let lpm_gen = |k: &[u8]| key_gen(k, 4) == Some(gen);
         let exact_gen = |k: &[u8]| key_gen(k, 0) == Some(gen);
         for f in 0..2 {

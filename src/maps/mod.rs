@@ -16,9 +16,35 @@ pub fn open_pinned(pin_root: &Path, name: &str) -> Result<MapHandle> {
         .with_context(|| format!("opening pinned map {}", path.display()))
 }
 
-/// Writes (key, value) byte records in batches; falls back to single updates where a map type
-/// does not support batching.
+/// (key, value) byte records for one map.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Writes (key, value) byte records in batches, spread over the CPUs for large sets (the
+/// kernel's hash and trie updates take per-bucket or per-map locks, and most of the time goes
+/// to allocating elements); falls back to single updates where a map type has no batching.
 pub fn put_all(map: &MapHandle, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if workers < 2 || entries.len() < 4 * BATCH {
+        return put_serial(map, entries);
+    }
+    let share = entries.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = entries
+            .chunks(share)
+            .map(|part| s.spawn(move || put_serial(map, part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("map writer panicked")))
+            })
+            .collect::<Result<Vec<()>>>()
+            .map(|_| ())
+    })
+}
+
+fn put_serial(map: &MapHandle, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
     for chunk in entries.chunks(BATCH) {
         let keys: Vec<u8> = chunk.iter().flat_map(|(k, _)| k.iter().copied()).collect();
         let values: Vec<u8> = chunk.iter().flat_map(|(_, v)| v.iter().copied()).collect();
@@ -42,6 +68,12 @@ pub fn put_all(map: &MapHandle, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
 /// Deletes every key for which `doomed` holds.
 pub fn delete_where(map: &MapHandle, doomed: impl Fn(&[u8]) -> bool) -> Result<usize> {
     let keys: Vec<Vec<u8>> = map.keys().filter(|k| doomed(k)).collect();
+    delete_keys(map, &keys)?;
+    Ok(keys.len())
+}
+
+/// Deletes these keys in batches; a key already gone is fine.
+pub fn delete_keys(map: &MapHandle, keys: &[Vec<u8>]) -> Result<()> {
     for chunk in keys.chunks(BATCH) {
         let flat: Vec<u8> = chunk.iter().flatten().copied().collect();
         if map
@@ -54,7 +86,7 @@ pub fn delete_where(map: &MapHandle, doomed: impl Fn(&[u8]) -> bool) -> Result<u
             }
         }
     }
-    Ok(keys.len())
+    Ok(())
 }
 
 /// Sums a per-CPU u64 array slot over all CPUs.

@@ -237,27 +237,24 @@ fn build_addr_dim(
     pool: &mut BitmapPool,
 ) -> Vec<(Prefix, u32)> {
     let mut wildcard = Bits::default();
-    let mut direct: HashMap<Prefix, Vec<usize>> = HashMap::new();
+    let mut direct: Vec<(Prefix, Option<usize>)> = Vec::new();
     for (bit, side) in sides.iter().enumerate() {
         match side {
             None => wildcard.set(bit),
-            Some(prefixes) => {
-                for p in prefixes {
-                    direct.entry(*p).or_default().push(bit);
-                }
-            }
+            Some(prefixes) => direct.extend(prefixes.iter().map(|p| (*p, Some(bit)))),
         }
     }
+    // wildcard rules must match addresses no named prefix covers
     if wildcard != Bits::default() {
-        direct.entry(Prefix { addr: 0, len: 0 }).or_default();
+        direct.push((Prefix { addr: 0, len: 0 }, None));
     }
     fold_covering(
-        &direct,
+        direct,
         family.width(),
         || wildcard.clone(),
-        |acc, bits| {
-            for &b in bits {
-                acc.set(b);
+        |acc, bit| {
+            if let Some(b) = bit {
+                acc.set(*b);
             }
         },
     )
@@ -323,7 +320,14 @@ pub fn build(
         out.dst = build_addr_dim(family, &dst, pool);
         out.hash_lens[1] = hash_lengths(&out.dst);
     }
-    let prefixes = out.src.len().max(out.dst.len());
+    // hash-mode dimensions of both directions share one hash map per family
+    let hashed: usize = [&out.src, &out.dst]
+        .iter()
+        .zip(&out.hash_lens)
+        .filter(|(_, lens)| !lens.is_empty())
+        .map(|(p, _)| p.len())
+        .sum();
+    let prefixes = out.src.len().max(out.dst.len()).max(hashed);
     if prefixes > abi::MAX_CLASSIFIER_PREFIXES_PER_GEN {
         bail!(
             "general {} rules name {} prefixes in one direction, the limit is {}; rules that only name a source or a destination have a larger limit",

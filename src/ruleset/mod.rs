@@ -6,8 +6,6 @@
 mod classifier;
 mod prefix;
 
-use std::collections::HashMap;
-
 use anyhow::{bail, Result};
 use ipnet::IpNet;
 
@@ -147,7 +145,7 @@ pub fn compile(fw: &FirewallConfig) -> Result<CompiledRuleset> {
     let mut cidr: [[CidrTable; 2]; 2] = Default::default();
     for family in FAMILIES {
         for dir in [Direction::Src, Direction::Dst] {
-            let mut direct: HashMap<Prefix, fw_rule_ref> = HashMap::new();
+            let mut direct: Vec<(Prefix, fw_rule_ref)> = Vec::new();
             for &(rank, rule) in ranked.iter().filter(|(_, r)| is_cidr_only(r)) {
                 let side = if dir == Direction::Src {
                     &rule.src
@@ -155,18 +153,17 @@ pub fn compile(fw: &FirewallConfig) -> Result<CompiledRuleset> {
                     &rule.dst
                 };
                 let Some(side) = side else { continue };
-                for net in side.nets.iter().filter(|n| Family::of(n) == family) {
-                    let e = direct
-                        .entry(Prefix::of(net))
-                        .or_insert_with(|| reference(rank, rule));
-                    if rank < e.rank {
-                        *e = reference(rank, rule);
-                    }
-                }
+                let r = reference(rank, rule);
+                direct.extend(
+                    side.nets
+                        .iter()
+                        .filter(|n| Family::of(n) == family)
+                        .map(|n| (Prefix::of(n), r)),
+                );
             }
             let table = &mut cidr[family as usize][dir as usize];
             let resolved = prefix::fold_covering(
-                &direct,
+                direct,
                 family.width(),
                 || None::<fw_rule_ref>,
                 |best, cand| {

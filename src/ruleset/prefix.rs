@@ -2,7 +2,6 @@
 //! an LPM lookup returns only the longest stored prefix, so whatever applies to a shorter
 //! prefix must be folded into every longer one it covers.
 
-use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -54,33 +53,54 @@ impl Prefix {
     }
 }
 
-/// For every prefix that `direct` names, folds the values of all named prefixes that cover it
-/// (itself included) with `fold`, shortest first.
-pub fn fold_covering<T, A>(
-    direct: &HashMap<Prefix, T>,
+impl Prefix {
+    fn contains(self, other: Prefix, width: u8) -> bool {
+        self.len <= other.len && other.truncate(self.len, width).addr == self.addr
+    }
+}
+
+/// For every distinct prefix of `entries` (a prefix may appear several times), folds the
+/// values of all entries whose prefix covers it (itself included) with `fold`, shortest
+/// first. One pass in address order with a stack of the enclosing prefixes: covering prefixes
+/// sort before what they cover.
+pub fn fold_covering<T, A: Clone>(
+    mut entries: Vec<(Prefix, T)>,
     width: u8,
     init: impl Fn() -> A,
     mut fold: impl FnMut(&mut A, &T),
 ) -> Vec<(Prefix, A)> {
-    let lengths: BTreeSet<u8> = direct.keys().map(|p| p.len).collect();
-    let mut prefixes: Vec<Prefix> = direct.keys().copied().collect();
-    prefixes.sort_unstable();
-    prefixes
-        .into_iter()
-        .map(|p| {
-            let mut acc = init();
-            for &len in lengths.range(..=p.len) {
-                if let Some(v) = direct.get(&p.truncate(len, width)) {
-                    fold(&mut acc, v);
-                }
-            }
-            (p, acc)
-        })
-        .collect()
+    entries.sort_unstable_by_key(|(p, _)| (p.addr, p.len));
+    let mut out: Vec<(Prefix, A)> = Vec::with_capacity(entries.len());
+    let mut enclosing: Vec<(Prefix, A)> = Vec::new();
+    for (p, v) in &entries {
+        if let Some((top, acc)) = enclosing.last_mut().filter(|(top, _)| top == p) {
+            fold(acc, v);
+            let last = out.last_mut().expect("the top was output");
+            debug_assert_eq!(last.0, *top);
+            last.1 = acc.clone();
+            continue;
+        }
+        while enclosing
+            .last()
+            .is_some_and(|(outer, _)| !outer.contains(*p, width))
+        {
+            enclosing.pop();
+        }
+        let mut acc = enclosing
+            .last()
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(&init);
+        fold(&mut acc, v);
+        out.push((*p, acc.clone()));
+        enclosing.push((*p, acc));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn p(s: &str) -> Prefix {
@@ -89,14 +109,14 @@ mod tests {
 
     #[test]
     fn covering_values_fold_into_longer_prefixes() {
-        let direct: HashMap<Prefix, u32> = [
+        let direct: Vec<(Prefix, u32)> = [
             (p("10.0.0.0/8"), 5),
             (p("10.1.0.0/16"), 9),
             (p("192.0.2.0/24"), 1),
         ]
         .into_iter()
         .collect();
-        let folded = fold_covering(&direct, 32, || u32::MAX, |acc, v| *acc = (*acc).min(*v));
+        let folded = fold_covering(direct, 32, || u32::MAX, |acc, v| *acc = (*acc).min(*v));
         let got: HashMap<Prefix, u32> = folded.into_iter().collect();
         assert_eq!(got[&p("10.0.0.0/8")], 5);
         assert_eq!(got[&p("10.1.0.0/16")], 5, "the /8 of rank 5 covers the /16");
@@ -105,11 +125,11 @@ mod tests {
 
     #[test]
     fn v6_and_default_route_truncate() {
-        let direct: HashMap<Prefix, u32> = [(p("::/0"), 3), (p("2001:db8::/32"), 7)]
+        let direct: Vec<(Prefix, u32)> = [(p("::/0"), 3), (p("2001:db8::/32"), 7)]
             .into_iter()
             .collect();
         let got: HashMap<Prefix, Vec<u32>> =
-            fold_covering(&direct, 128, Vec::new, |acc, v| acc.push(*v))
+            fold_covering(direct, 128, Vec::new, |acc, v| acc.push(*v))
                 .into_iter()
                 .collect();
         assert_eq!(got[&p("2001:db8::/32")], vec![3, 7]);

@@ -2,6 +2,7 @@
 //! overlap resolution, aliases and the allowlist, the classifier's dimensions, family
 //! applicability, the limits, and the generation settings. No kernel involved.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::*;

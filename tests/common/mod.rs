@@ -2,6 +2,7 @@
 //! and driven through BPF_PROG_TEST_RUN, and the netns lab helpers.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod netns;
 pub mod refparse;
 pub mod traffic;

@@ -1,0 +1,184 @@
+//! Benchmarks through BPF_PROG_TEST_RUN and the userspace paths around the kernel: every
+//! per-packet figure comes with the floor program measured in the same run.
+
+pub mod events;
+pub mod firewall;
+pub mod reload;
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use ipnet::{IpNet, Ipv4Net};
+use serde::Serialize;
+
+use crate::config::{
+    Action, AddrMatch, Alias, FirewallConfig, FirewallMode, Location, PortRange, Proto, Rule,
+};
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub what: String,
+    pub measured: f64,
+    pub limit: f64,
+    pub met: bool,
+}
+
+impl Target {
+    pub fn at_most(what: impl Into<String>, measured: f64, limit: f64) -> Target {
+        Target {
+            what: what.into(),
+            measured,
+            limit,
+            met: measured <= limit,
+        }
+    }
+}
+
+pub fn print_targets(targets: &[Target]) {
+    println!();
+    for t in targets {
+        println!(
+            "target {}: {:.2} (limit {:.1}) {}",
+            t.what,
+            t.measured,
+            t.limit,
+            if t.met { "met" } else { "MISSED" }
+        );
+    }
+}
+
+pub fn write_json(path: Option<&Path>, report: &impl Serialize) -> Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_vec_pretty(report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// splitmix64: deterministic synthetic rule sets without a dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+pub fn here() -> Location {
+    Location {
+        file: PathBuf::from("<bench>"),
+        line: 0,
+        col: 0,
+    }
+}
+
+pub fn rule(id: String, action: Action) -> Rule {
+    Rule {
+        id,
+        location: here(),
+        action,
+        log: false,
+        priority: 100,
+        src: None,
+        dst: None,
+        proto: None,
+        src_port: None,
+        dst_port: None,
+        vlan: None,
+        tcp_flags: None,
+        icmp_type: None,
+        icmp_code: None,
+    }
+}
+
+pub fn general_rule_net(i: usize) -> Ipv4Net {
+    Ipv4Net::new(Ipv4Addr::new(10, (i / 256) as u8, (i % 256) as u8, 0), 24).expect("valid /24")
+}
+
+/// `n` rules that each pass one UDP port from one /24: a packet outside 10.0.0.0/8 or to
+/// another port matches none of them.
+pub fn general_rules(n: usize) -> Vec<Rule> {
+    (0..n)
+        .map(|i| {
+            let mut r = rule(format!("g{i}"), Action::Pass);
+            r.proto = Some(Proto::Udp);
+            r.src = Some(AddrMatch {
+                nets: vec![IpNet::V4(general_rule_net(i))],
+                aliases: vec![],
+            });
+            let port = 1024 + i as u16;
+            r.dst_port = Some(PortRange { lo: port, hi: port });
+            r
+        })
+        .collect()
+}
+
+/// `n` distinct random IPv4 prefixes outside 10.0.0.0/8: `hosts_pct` percent host routes,
+/// the rest /16../28.
+pub fn random_cidrs(n: usize, hosts_pct: u64, rng: &mut Rng) -> Vec<Ipv4Net> {
+    let mut seen = HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let r = rng.next_u64();
+        let len = if r % 100 < hosts_pct {
+            32
+        } else {
+            16 + (r >> 8) % 13
+        } as u8;
+        let addr = Ipv4Addr::from((r >> 32) as u32);
+        let net = Ipv4Net::new(addr, len).expect("len <= 32").trunc();
+        if u32::from(net.network()) >> 24 == 10 {
+            continue;
+        }
+        if seen.insert(net) {
+            out.push(net);
+        }
+    }
+    out
+}
+
+pub fn covered(nets: &[Ipv4Net]) -> impl Fn(Ipv4Addr) -> bool {
+    let lengths: BTreeSet<u8> = nets.iter().map(|n| n.prefix_len()).collect();
+    let set: HashSet<Ipv4Net> = nets.iter().copied().collect();
+    move |a| {
+        lengths
+            .iter()
+            .any(|&l| set.contains(&Ipv4Net::new(a, l).expect("len <= 32").trunc()))
+    }
+}
+
+pub fn firewall(rules: Vec<Rule>, cidrs: &[Ipv4Net]) -> FirewallConfig {
+    let mut fw = FirewallConfig {
+        mode: FirewallMode::Enforce,
+        default_policy: Action::Pass,
+        malformed: Action::Drop,
+        allowlist: vec![],
+        aliases: Default::default(),
+        rules,
+    };
+    if !cidrs.is_empty() {
+        let entries: Vec<IpNet> = cidrs.iter().map(|n| IpNet::V4(*n)).collect();
+        fw.aliases.insert(
+            "blocklist".into(),
+            Alias {
+                name: "blocklist".into(),
+                entries: entries.clone(),
+                location: here(),
+            },
+        );
+        let mut r = rule("blocklist".into(), Action::Drop);
+        r.src = Some(AddrMatch {
+            nets: entries,
+            aliases: vec!["blocklist".into()],
+        });
+        r.priority = 50;
+        fw.rules.push(r);
+    }
+    fw
+}

@@ -1,0 +1,547 @@
+//! `ebpfsentinel run`: load (adopting what an earlier daemon pinned), apply the config, attach,
+//! then serve events, metrics and the control socket until told to stop. Stopping leaves the
+//! enforcement pinned unless the run is transient.
+
+use std::collections::VecDeque;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::{MapHandle, RingBufferBuilder};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::config::{self, Config};
+use crate::control;
+use crate::events::{self, Clock};
+use crate::loader::{self, Dataplane, LoadOptions};
+use crate::maps::firewall::FirewallMaps;
+use crate::metrics::{self, ConsumerCounters, Exporter, Snapshot};
+use crate::ruleset::{self, CompiledRuleset};
+use crate::state::{self, DaemonState, StateLock};
+
+/// The longest an event waits in the ring when few are produced (see EVENTS_WAKEUP_BYTES).
+const EVENT_DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+/// Recent events `ebpfsentinel events` shows without --follow.
+const RECENT_EVENTS: usize = 1000;
+/// Packets in flight when a generation is retired finish long before this (XDP runs with
+/// preemption off); only then are the old generation's entries deleted.
+const RETIRE_GRACE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub ifaces: Vec<String>,
+    pub pin_root: Option<PathBuf>,
+    pub metrics: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub overrides: Overrides,
+    /// apply, attach and exit, leaving the enforcement pinned
+    pub once: bool,
+    /// detach and unpin everything on exit
+    pub transient: bool,
+}
+
+fn load_config(path: &Path, o: &Overrides) -> Result<Config> {
+    let mut cfg = config::load(path).map_err(|e| anyhow!("invalid config:\n{e}"))?;
+    if !o.ifaces.is_empty() {
+        cfg.interfaces = o.ifaces.clone();
+    }
+    if let Some(root) = &o.pin_root {
+        cfg.pin_root = root.clone();
+    }
+    if o.metrics.is_some() {
+        cfg.metrics_listen = o.metrics;
+    }
+    if cfg.interfaces.is_empty() {
+        bail!(
+            "no interface to attach to: set `interfaces` in {} or pass --iface",
+            cfg.path.display()
+        );
+    }
+    Ok(cfg)
+}
+
+fn compile(cfg: &Config) -> Result<CompiledRuleset> {
+    ruleset::compile(&cfg.firewall)
+        .map_err(|e| anyhow!("{}: ruleset does not fit: {e:#}", cfg.path.display()))
+}
+
+/// Rule ids by generation, so that events decode with the ruleset that produced them.
+pub(crate) type RuleNames = Arc<RwLock<[Vec<String>; 2]>>;
+
+/// Where decoded events go: stdout or the events file, subscribers of the control socket, and
+/// a short history.
+pub(crate) struct EventSink {
+    out: Mutex<Box<dyn Write + Send>>,
+    path: Option<PathBuf>,
+    subscribers: broadcast::Sender<Arc<str>>,
+    recent: Mutex<VecDeque<Arc<str>>>,
+    pub(crate) written: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+}
+
+/// Buffered: the reader flushes once per drained batch, not once per event.
+fn open_events(path: &Option<PathBuf>) -> Result<Box<dyn Write + Send>> {
+    Ok(match path {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening events file {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    })
+}
+
+impl EventSink {
+    pub(crate) fn new(path: Option<PathBuf>) -> Result<EventSink> {
+        Ok(EventSink {
+            out: Mutex::new(open_events(&path)?),
+            path,
+            subscribers: broadcast::channel(4096).0,
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_EVENTS)),
+            written: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    fn emit(&self, line: String) {
+        let line: Arc<str> = line.into();
+        {
+            let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            if writeln!(out, "{line}").is_ok() {
+                self.written.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_EVENTS {
+            recent.pop_front();
+        }
+        recent.push_back(line.clone());
+        drop(recent);
+        // No subscriber is the normal case, not a loss.
+        let _ = self.subscribers.send(line);
+    }
+
+    /// logrotate moved the file away: start a new one.
+    fn reopen(&self) -> Result<()> {
+        let fresh = open_events(&self.path)?;
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = out.flush();
+        *out = fresh;
+        Ok(())
+    }
+
+    fn flush(&self) {
+        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if out.flush().is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The one consumer of the shared ring buffer: a thread blocked in epoll (RingBuffer::poll).
+pub(crate) fn spawn_event_reader(
+    events_map: MapHandle,
+    sink: Arc<EventSink>,
+    names: RuleNames,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let clock = Clock::now();
+    let flush_sink = sink.clone();
+    let mut rb = RingBufferBuilder::new();
+    rb.add(&events_map, move |data: &[u8]| {
+        let named = |gen: u32, rank: u16| {
+            let names = names.read().unwrap_or_else(|p| p.into_inner());
+            names[(gen & 1) as usize].get(usize::from(rank)).cloned()
+        };
+        match events::decode(data, &clock, named).and_then(|ev| serde_json::to_string(&ev).ok()) {
+            Some(line) => sink.emit(line),
+            None => {
+                sink.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        0
+    })?;
+    let rb = rb.build()?;
+    Ok(std::thread::Builder::new()
+        .name("events".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Err(e) = rb.poll(EVENT_DRAIN_INTERVAL) {
+                    if e.kind() != libbpf_rs::ErrorKind::Interrupted {
+                        eprintln!("ebpfsentinel: reading the event ring: {e}");
+                        std::thread::sleep(EVENT_DRAIN_INTERVAL);
+                    }
+                }
+                // Producers skip the wakeup until EVENTS_WAKEUP_BYTES are pending: what sits
+                // below that is collected here, at the latest one interval late.
+                let _ = rb.consume();
+                flush_sink.flush();
+            }
+            let _ = rb.consume();
+        })?)
+}
+
+struct Daemon {
+    opts: Options,
+    cfg: Config,
+    dp: Dataplane,
+    maps: FirewallMaps,
+    /// the ruleset installed in each generation, when this process knows it
+    installed: [Option<CompiledRuleset>; 2],
+    generation: u32,
+    names: RuleNames,
+    lock: StateLock,
+    reloads_ok: u64,
+    reloads_failed: u64,
+}
+
+impl Daemon {
+    fn start(opts: Options) -> Result<Daemon> {
+        let cfg = load_config(&opts.config, &opts.overrides)?;
+        let rs = compile(&cfg)?;
+        loader::ensure_bpffs(&cfg.pin_root)?;
+        let lock = StateLock::acquire(&cfg.pin_root)?;
+        let dp = Dataplane::load(&LoadOptions {
+            pin_root: Some(cfg.pin_root.clone()),
+            bench_addrs: None,
+        })?;
+        let maps = dp.firewall_maps()?;
+        let mut d = Daemon {
+            opts,
+            cfg,
+            dp,
+            maps,
+            installed: [None, None],
+            generation: 0,
+            names: Arc::new(RwLock::new([Vec::new(), Vec::new()])),
+            lock,
+            reloads_ok: 0,
+            reloads_failed: 0,
+        };
+        // What an earlier daemon left in the inactive generation is unknown: clear it whole.
+        let adopted = d.dp.adopted;
+        d.generation = d.maps.active_generation()?;
+        d.activate(rs, !adopted)?;
+        let wanted = d.cfg.interfaces.clone();
+        for ifname in &wanted {
+            d.dp.attach_xdp(ifname, d.cfg.xdp_mode)?;
+        }
+        // Interfaces an earlier daemon attached that this config no longer names.
+        for stale in crate::links::pinned_interfaces(&d.cfg.pin_root) {
+            if !wanted.contains(&stale) {
+                crate::links::remove_pinned(&d.cfg.pin_root, &stale)?;
+            }
+        }
+        d.write_state()?;
+        Ok(d)
+    }
+
+    /// Installs `rs` in the inactive generation, flips to it, then retires the old one.
+    fn activate(&mut self, rs: CompiledRuleset, inactive_clean: bool) -> Result<()> {
+        let next = self.generation ^ 1;
+        // Named before the flip: the first events of the new generation follow at once.
+        self.names.write().unwrap_or_else(|p| p.into_inner())[next as usize] =
+            rs.ranks.iter().map(|r| r.id.clone()).collect();
+        let retiring = self.installed[self.generation as usize].take();
+        self.generation =
+            self.maps
+                .replace(&rs, inactive_clean, retiring.as_ref(), RETIRE_GRACE)?;
+        self.installed[self.generation as usize] = Some(rs);
+        Ok(())
+    }
+
+    fn active(&self) -> &CompiledRuleset {
+        self.installed[self.generation as usize]
+            .as_ref()
+            .expect("the active generation was installed by this process")
+    }
+
+    fn reload(&mut self) -> Result<u32> {
+        let cfg = load_config(&self.opts.config, &self.opts.overrides)?;
+        if cfg.pin_root != self.cfg.pin_root {
+            bail!(
+                "pin_root changed ({} -> {}): that needs a restart",
+                self.cfg.pin_root.display(),
+                cfg.pin_root.display()
+            );
+        }
+        let rs = compile(&cfg)?;
+        for ifname in &cfg.interfaces {
+            if !self.cfg.interfaces.contains(ifname) {
+                self.dp.attach_xdp(ifname, cfg.xdp_mode)?;
+            }
+        }
+        self.activate(rs, true)?;
+        for ifname in &self.cfg.interfaces {
+            if !cfg.interfaces.contains(ifname) {
+                self.dp.detach_xdp(ifname)?;
+            }
+        }
+        self.cfg = cfg;
+        self.write_state()?;
+        Ok(self.generation)
+    }
+
+    /// A reload as operators see it: logged, counted, and with the old ruleset's counters
+    /// published first so that no hit between two publishes is lost with its generation.
+    fn reload_and_report(
+        &mut self,
+        sink: &EventSink,
+        exporter: Option<&Exporter>,
+    ) -> Result<u32, String> {
+        if let Some(exporter) = exporter {
+            if let Ok(s) = self.snapshot(sink) {
+                exporter.publish(&s);
+            }
+        }
+        let outcome = self.reload().map_err(|e| format!("{e:#}"));
+        match &outcome {
+            Ok(gen) => {
+                self.reloads_ok += 1;
+                eprintln!("ebpfsentinel: reloaded: generation {gen}");
+            }
+            Err(e) => {
+                self.reloads_failed += 1;
+                eprintln!("ebpfsentinel: reload refused, the running ruleset stays: {e}");
+            }
+        }
+        if let (Some(exporter), Ok(s)) = (exporter, self.snapshot(sink)) {
+            exporter.publish(&s);
+        }
+        outcome
+    }
+
+    fn write_state(&self) -> Result<()> {
+        self.lock.write(&DaemonState {
+            pid: std::process::id(),
+            config: self.cfg.path.clone(),
+            pin_root: self.cfg.pin_root.clone(),
+            netns_inode: state::netns_inode(),
+            interfaces: self.dp.attachments().cloned().collect(),
+            generation: self.generation,
+            rules: self.active().ranks.iter().map(|r| r.id.clone()).collect(),
+            maps: metrics::fill_levels(self.active())
+                .iter()
+                .map(Into::into)
+                .collect(),
+            metrics_listen: self.cfg.metrics_listen,
+        })
+    }
+
+    fn snapshot(&self, sink: &EventSink) -> Result<Snapshot> {
+        let consumer = ConsumerCounters {
+            events_written: sink.written.load(Ordering::Relaxed),
+            events_dropped: sink.dropped.load(Ordering::Relaxed),
+            reloads_ok: self.reloads_ok,
+            reloads_failed: self.reloads_failed,
+        };
+        let rules: Vec<String> = self.active().ranks.iter().map(|r| r.id.clone()).collect();
+        Snapshot::read(
+            &self.maps,
+            self.generation,
+            &rules,
+            &metrics::fill_levels(self.active()),
+            &consumer,
+        )
+    }
+}
+
+enum Request {
+    Reload(oneshot::Sender<Result<u32, String>>),
+}
+
+async fn serve_client(
+    stream: UnixStream,
+    sink: Arc<EventSink>,
+    requests: mpsc::Sender<Request>,
+) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    match line.trim() {
+        "reload" => {
+            let (tx, rx) = oneshot::channel();
+            requests
+                .send(Request::Reload(tx))
+                .await
+                .map_err(|_| anyhow!("daemon stopping"))?;
+            let answer = match rx.await? {
+                Ok(gen) => format!("ok generation {gen}\n"),
+                Err(e) => format!("error {}\n", e.replace('\n', "\n      ")),
+            };
+            write.write_all(answer.as_bytes()).await?;
+        }
+        cmd @ ("events" | "events follow") => {
+            // Subscribe before copying the history so that nothing falls in between.
+            let mut live = sink.subscribers.subscribe();
+            let recent: Vec<Arc<str>> = sink
+                .recent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned()
+                .collect();
+            for l in recent {
+                write.write_all(l.as_bytes()).await?;
+                write.write_all(b"\n").await?;
+            }
+            if cmd == "events follow" {
+                loop {
+                    match live.recv().await {
+                        Ok(l) => {
+                            write.write_all(l.as_bytes()).await?;
+                            write.write_all(b"\n").await?;
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            sink.dropped.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            }
+        }
+        other => {
+            write
+                .write_all(format!("error unknown command `{other}`\n").as_bytes())
+                .await?
+        }
+    }
+    Ok(())
+}
+
+fn bind_control(pin_root: &Path) -> Result<UnixListener> {
+    let path = control::socket_path(pin_root);
+    let _ = std::fs::remove_file(&path);
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub fn run(opts: Options) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(opts))
+}
+
+async fn serve(opts: Options) -> Result<()> {
+    let once = opts.once;
+    let transient = opts.transient;
+    let mut d = Daemon::start(opts)?;
+    let summary: Vec<String> =
+        d.dp.attachments()
+            .map(|a| {
+                format!(
+                    "{} ({} via {}, prog {}{})",
+                    a.ifname,
+                    a.mode,
+                    a.hook,
+                    a.prog_id,
+                    if a.adopted { ", adopted" } else { "" }
+                )
+            })
+            .collect();
+    if once {
+        eprintln!(
+            "ebpfsentinel: applied generation {} on {}; enforcement stays pinned under {}",
+            d.generation,
+            summary.join(", "),
+            d.cfg.pin_root.display()
+        );
+        return Ok(());
+    }
+
+    let sink = Arc::new(EventSink::new(d.cfg.events_path.clone())?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let events_map = MapHandle::try_from(&d.dp.firewall.maps.events)?;
+    let reader = spawn_event_reader(events_map, sink.clone(), d.names.clone(), stop.clone())?;
+    let exporter = match d.cfg.metrics_listen {
+        Some(addr) => Some(Exporter::install(addr)?),
+        None => None,
+    };
+    let listener = bind_control(&d.cfg.pin_root)?;
+    let (req_tx, mut req_rx) = mpsc::channel::<Request>(8);
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+
+    eprintln!(
+        "ebpfsentinel: ready: generation {} with {} rules on {}; pins under {}{}",
+        d.generation,
+        d.active().ranks.len(),
+        summary.join(", "),
+        d.cfg.pin_root.display(),
+        d.cfg
+            .metrics_listen
+            .map(|a| format!("; metrics on http://{a}/metrics"))
+            .unwrap_or_default()
+    );
+
+    let result: Result<()> = loop {
+        tokio::select! {
+            _ = term.recv() => break Ok(()),
+            _ = int.recv() => break Ok(()),
+            _ = hup.recv() => {
+                if let Err(e) = sink.reopen() {
+                    eprintln!("ebpfsentinel: {e:#}");
+                }
+                let _ = d.reload_and_report(&sink, exporter.as_ref());
+            }
+            Some(Request::Reload(reply)) = req_rx.recv() => {
+                let _ = reply.send(d.reload_and_report(&sink, exporter.as_ref()));
+            }
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    let (sink, tx) = (sink.clone(), req_tx.clone());
+                    tokio::spawn(async move {
+                        // A client that goes away mid-stream is not the daemon's problem.
+                        let _ = serve_client(stream, sink, tx).await;
+                    });
+                }
+            }
+            _ = tick.tick() => {
+                if let Some(exporter) = &exporter {
+                    match d.snapshot(&sink) {
+                        Ok(s) => exporter.publish(&s),
+                        Err(e) => eprintln!("ebpfsentinel: reading counters: {e:#}"),
+                    }
+                }
+            }
+        }
+    };
+
+    stop.store(true, Ordering::Relaxed);
+    let _ = reader.join();
+    let _ = std::fs::remove_file(control::socket_path(&d.cfg.pin_root));
+    if transient {
+        eprintln!("ebpfsentinel: stopping: detaching and unpinning (transient run)");
+        for p in d.dp.teardown() {
+            eprintln!("ebpfsentinel: {p}");
+        }
+    } else {
+        eprintln!(
+            "ebpfsentinel: stopping; enforcement stays pinned under {} (`ebpfsentinel down` removes it)",
+            d.cfg.pin_root.display()
+        );
+    }
+    result
+}

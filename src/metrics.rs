@@ -1,0 +1,936 @@
+//! Prometheus export of the dataplane's counters: xdp_firewall's per-CPU `fw_stats` and rule
+//! hit counters (summed over CPUs by `FirewallMaps`), how full each map's generation is, and
+//! what the daemon counts itself (events written, reloads).
+//!
+//! The daemon reads a [`Snapshot`] every second and after each reload and hands it to
+//! [`Exporter::publish`]; the exporter serves the last published values on `GET /metrics`.
+//! Kernel counters are exported as Prometheus counters set to the kernel's value on every
+//! publish, never incremented here.
+//!
+//! Rule counters are per rule id and continue across reloads: a reload resets the kernel's
+//! hit counters of the new generation, so on a generation change every rule's running total is
+//! folded into a base that the new generation's counts are added to. A rule that vanishes
+//! from the ruleset stops being updated (its counter keeps its last value); the `metrics`
+//! crate cannot unregister a series, so it stays in the exposition until the process exits.
+//! Hits between the last publish before a reload and the flip are lost unless the daemon
+//! publishes a snapshot of the old generation, read after the flip with the old rule ids,
+//! before the first one of the new generation.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Mutex, PoisonError};
+
+use anyhow::{bail, Context, Result};
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+
+use crate::abi::{self, fw_stat};
+use crate::maps::firewall::FirewallMaps;
+use crate::ruleset::{CompiledRuleset, FAMILIES};
+
+/// Where the daemon serves `/metrics` unless told otherwise: 127.0.0.1:9669.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9669));
+
+const PACKETS: &str = "ebpfsentinel_xdp_firewall_packets_total";
+const SEEN: &str = "ebpfsentinel_xdp_firewall_packets_seen_total";
+const EVENTS: &str = "ebpfsentinel_events_total";
+const EVENTS_DROPPED: &str = "ebpfsentinel_events_dropped_total";
+const EVENTS_WRITTEN: &str = "ebpfsentinel_events_written_total";
+const RULE_PACKETS: &str = "ebpfsentinel_rule_packets_total";
+const RULE_BYTES: &str = "ebpfsentinel_rule_bytes_total";
+const MAP_ENTRIES: &str = "ebpfsentinel_map_entries";
+const MAP_CAPACITY: &str = "ebpfsentinel_map_capacity";
+const GENERATION: &str = "ebpfsentinel_config_generation";
+const RELOADS: &str = "ebpfsentinel_config_reloads_total";
+const BUILD_INFO: &str = "ebpfsentinel_build_info";
+
+/// The fw_stats slots of which every packet moves exactly one, in enum order.
+pub const VERDICT_STATS: [fw_stat; 9] = [
+    fw_stat::FW_STAT_PASS_RULE,
+    fw_stat::FW_STAT_PASS_DEFAULT,
+    fw_stat::FW_STAT_PASS_ALLOWLIST,
+    fw_stat::FW_STAT_PASS_NON_IP,
+    fw_stat::FW_STAT_PASS_MALFORMED,
+    fw_stat::FW_STAT_PASS_MONITOR,
+    fw_stat::FW_STAT_DROP_RULE,
+    fw_stat::FW_STAT_DROP_DEFAULT,
+    fw_stat::FW_STAT_DROP_MALFORMED,
+];
+
+/// The (verdict, reason) a fw_stats slot counts, as the metrics, `status` and `stats` name
+/// them. Slots that are not a verdict (`seen`, `events_sent`, `events_dropped`) have an empty
+/// verdict and their own name as reason.
+pub fn stat_label(stat: fw_stat) -> (&'static str, &'static str) {
+    match stat {
+        fw_stat::FW_STAT_PASS_RULE => ("pass", "rule"),
+        fw_stat::FW_STAT_PASS_DEFAULT => ("pass", "default_policy"),
+        fw_stat::FW_STAT_PASS_ALLOWLIST => ("pass", "allowlist"),
+        fw_stat::FW_STAT_PASS_NON_IP => ("pass", "non_ip"),
+        fw_stat::FW_STAT_PASS_MALFORMED => ("pass", "malformed"),
+        fw_stat::FW_STAT_PASS_MONITOR => ("pass", "monitor"),
+        fw_stat::FW_STAT_DROP_RULE => ("drop", "rule"),
+        fw_stat::FW_STAT_DROP_DEFAULT => ("drop", "default_policy"),
+        fw_stat::FW_STAT_DROP_MALFORMED => ("drop", "malformed"),
+        fw_stat::FW_STAT_SEEN => ("", "seen"),
+        fw_stat::FW_STAT_EVENTS_SENT => ("", "events_sent"),
+        fw_stat::FW_STAT_EVENTS_DROPPED => ("", "events_dropped"),
+        _ => ("", "unknown"),
+    }
+}
+
+/// How many entries one map holds for the active generation, and how many one generation
+/// may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapFill {
+    pub map: &'static str,
+    pub entries: u64,
+    pub capacity: u64,
+}
+
+/// What the daemon counts in userspace (plain totals since it started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsumerCounters {
+    pub events_written: u64,
+    pub events_dropped: u64,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+}
+
+/// Hits of one rule in one generation, summed over CPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleHits {
+    pub id: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Everything one publish exports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// the active ruleset generation the rule hits belong to
+    pub generation: u32,
+    /// packets per enum fw_stat slot, summed over CPUs
+    pub stats: Vec<u64>,
+    /// by rank
+    pub rules: Vec<RuleHits>,
+    pub fill: Vec<MapFill>,
+    pub consumer: ConsumerCounters,
+}
+
+impl Snapshot {
+    /// Reads the kernel counters; `rules` are the ids of `generation`'s ruleset by rank.
+    pub fn read(
+        maps: &FirewallMaps,
+        generation: u32,
+        rules: &[String],
+        fill: &[MapFill],
+        consumer: &ConsumerCounters,
+    ) -> Result<Snapshot> {
+        if generation >= abi::GENERATIONS {
+            bail!(
+                "ruleset generation {generation} does not exist (there are {})",
+                abi::GENERATIONS
+            );
+        }
+        if rules.len() > abi::MAX_RANKS {
+            bail!(
+                "{} rules, the kernel counts hits of {} at most",
+                rules.len(),
+                abi::MAX_RANKS
+            );
+        }
+        let stats = maps.stats().context("reading fw_stats")?;
+        let hits = maps
+            .rule_hits(generation, rules.len())
+            .context("reading fw_rule_hits")?;
+        Ok(Snapshot {
+            generation,
+            stats,
+            rules: rules
+                .iter()
+                .zip(hits)
+                .map(|(id, (packets, bytes))| RuleHits {
+                    id: id.clone(),
+                    packets,
+                    bytes,
+                })
+                .collect(),
+            fill: fill.to_vec(),
+            consumer: *consumer,
+        })
+    }
+
+    /// The value of one fw_stats slot (0 if the snapshot has no such slot).
+    pub fn stat(&self, stat: fw_stat) -> u64 {
+        self.stats.get(stat.0 as usize).copied().unwrap_or(0)
+    }
+}
+
+/// Entries each map holds for a generation holding `rs`, with what one generation may use.
+/// Maps are named as they are pinned, except `fw_rules`, whose two family halves are reported
+/// as `fw_rules_v4` and `fw_rules_v6` because the limit is per family. Both directions of a
+/// classifier address dimension in hash mode share `fw_cls_hash_v4`/`_v6`.
+pub fn fill_levels(rs: &CompiledRuleset) -> Vec<MapFill> {
+    const SUFFIX: [&str; 2] = ["v4", "v6"];
+    const ALLOW: [&str; 2] = ["fw_allow_v4", "fw_allow_v6"];
+    const LPM: [[&str; 2]; 2] = [
+        ["fw_lpm_src_v4", "fw_lpm_dst_v4"],
+        ["fw_lpm_src_v6", "fw_lpm_dst_v6"],
+    ];
+    const EXACT: [[&str; 2]; 2] = [
+        ["fw_exact_src_v4", "fw_exact_dst_v4"],
+        ["fw_exact_src_v6", "fw_exact_dst_v6"],
+    ];
+    const CLS: [[&str; 2]; 2] = [
+        ["fw_cls_src_v4", "fw_cls_dst_v4"],
+        ["fw_cls_src_v6", "fw_cls_dst_v6"],
+    ];
+    const CLS_HASH: [&str; 2] = ["fw_cls_hash_v4", "fw_cls_hash_v6"];
+    const RULES: [&str; 2] = ["fw_rules_v4", "fw_rules_v6"];
+    debug_assert_eq!(SUFFIX.len(), FAMILIES.len());
+
+    let fill = |map, entries: usize, capacity: usize| MapFill {
+        map,
+        entries: entries as u64,
+        capacity: capacity as u64,
+    };
+    let mut out = Vec::new();
+    for f in FAMILIES.map(|f| f as usize) {
+        out.push(fill(
+            ALLOW[f],
+            rs.allow[f].len(),
+            abi::MAX_ALLOWLIST_PER_GEN,
+        ));
+    }
+    for f in FAMILIES.map(|f| f as usize) {
+        for dir in 0..2 {
+            let t = &rs.cidr[f][dir];
+            out.push(fill(LPM[f][dir], t.lpm.len(), abi::MAX_CIDRS_PER_GEN));
+            out.push(fill(EXACT[f][dir], t.exact.len(), abi::MAX_CIDRS_PER_GEN));
+        }
+    }
+    for f in FAMILIES.map(|f| f as usize) {
+        let cls = &rs.classifiers[f];
+        let mut hashed = 0;
+        for (dir, prefixes) in [&cls.src, &cls.dst].into_iter().enumerate() {
+            let in_hash = !cls.hash_lens[dir].is_empty();
+            if in_hash {
+                hashed += prefixes.len();
+            }
+            let in_trie = if in_hash { 0 } else { prefixes.len() };
+            out.push(fill(
+                CLS[f][dir],
+                in_trie,
+                abi::MAX_CLASSIFIER_PREFIXES_PER_GEN,
+            ));
+        }
+        out.push(fill(
+            CLS_HASH[f],
+            hashed,
+            abi::MAX_CLASSIFIER_PREFIXES_PER_GEN,
+        ));
+    }
+    out.push(fill(
+        "fw_bitmaps",
+        rs.bitmaps.len(),
+        abi::BITMAP_POOL_PER_GEN,
+    ));
+    for f in FAMILIES.map(|f| f as usize) {
+        out.push(fill(
+            RULES[f],
+            rs.classifiers[f].rules.len(),
+            abi::MAX_RULES_PER_FAMILY,
+        ));
+    }
+    out
+}
+
+fn describe() {
+    describe_counter!(
+        PACKETS,
+        "Packets xdp_firewall decided, by verdict and reason (kernel fw_stats, summed over CPUs)."
+    );
+    describe_counter!(
+        SEEN,
+        "Packets xdp_firewall looked at: the sum of ebpfsentinel_xdp_firewall_packets_total."
+    );
+    describe_counter!(
+        EVENTS,
+        "Events a program put on the ring buffer (rules with log: true, monitor-mode drops)."
+    );
+    describe_counter!(
+        EVENTS_DROPPED,
+        "Events lost: stage=kernel when the ring buffer was over 3/4 full, stage=consumer when the daemon could not write them."
+    );
+    describe_counter!(EVENTS_WRITTEN, "Events the daemon wrote out.");
+    describe_counter!(
+        RULE_PACKETS,
+        "Packets that matched a rule, by rule id; continued across reloads while the id exists."
+    );
+    describe_counter!(
+        RULE_BYTES,
+        "Bytes (whole frames) of the packets that matched a rule, by rule id; continued across reloads while the id exists."
+    );
+    describe_gauge!(
+        MAP_ENTRIES,
+        "Entries the active ruleset generation holds in a BPF map."
+    );
+    describe_gauge!(
+        MAP_CAPACITY,
+        "Entries one ruleset generation may hold in a BPF map."
+    );
+    describe_gauge!(
+        GENERATION,
+        "The active ruleset generation (0 or 1; flips on every reload)."
+    );
+    describe_counter!(
+        RELOADS,
+        "Config reloads, by result: ok applied, error rejected with the running ruleset kept."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1: the ebpfsentinel version and the kernel release it runs on."
+    );
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// A rule id's counts: what earlier generations contributed, and the last kernel values of
+/// the current one.
+#[derive(Debug, Default)]
+struct RuleTotal {
+    base: (u64, u64),
+    last: (u64, u64),
+}
+
+impl RuleTotal {
+    fn fold(&mut self) {
+        self.base.0 += self.last.0;
+        self.base.1 += self.last.1;
+        self.last = (0, 0);
+    }
+
+    fn total(&self) -> (u64, u64) {
+        (self.base.0 + self.last.0, self.base.1 + self.last.1)
+    }
+}
+
+#[derive(Debug)]
+struct Publisher {
+    described: bool,
+    kernel: String,
+    generation: Option<u32>,
+    rules: HashMap<String, RuleTotal>,
+}
+
+impl Publisher {
+    fn publish(&mut self, snap: &Snapshot) {
+        if !self.described {
+            describe();
+            self.described = true;
+        }
+        for stat in VERDICT_STATS {
+            let (verdict, reason) = stat_label(stat);
+            counter!(PACKETS, "verdict" => verdict, "reason" => reason).absolute(snap.stat(stat));
+        }
+        counter!(SEEN).absolute(snap.stat(fw_stat::FW_STAT_SEEN));
+        counter!(EVENTS, "program" => "xdp_firewall")
+            .absolute(snap.stat(fw_stat::FW_STAT_EVENTS_SENT));
+        counter!(EVENTS_DROPPED, "stage" => "kernel")
+            .absolute(snap.stat(fw_stat::FW_STAT_EVENTS_DROPPED));
+        counter!(EVENTS_DROPPED, "stage" => "consumer").absolute(snap.consumer.events_dropped);
+        counter!(EVENTS_WRITTEN).absolute(snap.consumer.events_written);
+        counter!(RELOADS, "result" => "ok").absolute(snap.consumer.reloads_ok);
+        counter!(RELOADS, "result" => "error").absolute(snap.consumer.reloads_failed);
+        gauge!(GENERATION).set(f64::from(snap.generation));
+        for f in &snap.fill {
+            gauge!(MAP_ENTRIES, "map" => f.map).set(f.entries as f64);
+            gauge!(MAP_CAPACITY, "map" => f.map).set(f.capacity as f64);
+        }
+        gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "kernel" => self.kernel.clone())
+            .set(1.0);
+
+        for (id, (packets, bytes)) in self.rule_totals(snap) {
+            counter!(RULE_PACKETS, "rule" => id.clone()).absolute(packets);
+            counter!(RULE_BYTES, "rule" => id).absolute(bytes);
+        }
+    }
+
+    /// Continues each rule's counters across reloads: Prometheus counters here only grow
+    /// (`absolute` keeps the maximum), while a reload restarts the kernel's counts from zero.
+    fn rule_totals(&mut self, snap: &Snapshot) -> Vec<(String, (u64, u64))> {
+        if self.generation.is_some_and(|g| g != snap.generation) {
+            // Every running total, vanished rules' included, belongs to the old generation.
+            for t in self.rules.values_mut() {
+                t.fold();
+            }
+        }
+        self.generation = Some(snap.generation);
+        snap.rules
+            .iter()
+            .map(|r| {
+                let t = self.rules.entry(r.id.clone()).or_default();
+                // Counts going down without a generation change: two reloads between
+                // publishes.
+                if r.packets < t.last.0 || r.bytes < t.last.1 {
+                    t.fold();
+                }
+                t.last = (r.packets, r.bytes);
+                (r.id.clone(), t.total())
+            })
+            .collect()
+    }
+}
+
+/// The Prometheus endpoint and what was last published to it.
+pub struct Exporter {
+    handle: PrometheusHandle,
+    state: Mutex<Publisher>,
+}
+
+impl Exporter {
+    fn new(handle: PrometheusHandle) -> Exporter {
+        Exporter {
+            handle,
+            state: Mutex::new(Publisher {
+                described: false,
+                kernel: kernel_release(),
+                generation: None,
+                rules: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Serves `GET /metrics` over HTTP on `listen` from a thread of its own (whatever runtime
+    /// the caller runs) and installs the process-wide metrics recorder: once per process.
+    /// Fails when the address cannot be bound or a recorder is already installed.
+    pub fn install(listen: SocketAddr) -> Result<Exporter> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("creating the metrics listener's runtime")?;
+        let built = {
+            let _in_runtime = runtime.enter();
+            PrometheusBuilder::new().with_http_listener(listen).build()
+        };
+        // Dropping a runtime blocks, which panics when the caller runs on a runtime itself.
+        let (recorder, serve) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                runtime.shutdown_background();
+                return Err(e)
+                    .with_context(|| format!("serving metrics on http://{listen}/metrics"));
+            }
+        };
+        let handle = recorder.handle();
+        if let Err(e) = metrics::set_global_recorder(recorder) {
+            drop(serve);
+            runtime.shutdown_background();
+            bail!("installing the metrics recorder: {e}");
+        }
+        std::thread::Builder::new()
+            .name("metrics-http".to_string())
+            .spawn(move || {
+                if let Err(e) = runtime.block_on(serve) {
+                    eprintln!("ebpfsentinel: the metrics listener on {listen} stopped: {e:?}");
+                }
+            })
+            .context("starting the metrics listener thread")?;
+        Ok(Exporter::new(handle))
+    }
+
+    /// Sets every metric to the snapshot's values. Rule ids absent from it keep their last
+    /// values (see the module documentation).
+    pub fn publish(&self, snapshot: &Snapshot) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .publish(snapshot);
+    }
+
+    /// The exposition `GET /metrics` answers with right now.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashSet};
+
+    use metrics_exporter_prometheus::PrometheusRecorder;
+
+    use super::*;
+    use crate::config;
+    use crate::ruleset;
+
+    fn stats(values: &[(fw_stat, u64)]) -> Vec<u64> {
+        let mut v = vec![0; fw_stat::FW_STAT_COUNT.0 as usize];
+        for (s, n) in values {
+            v[s.0 as usize] = *n;
+        }
+        v
+    }
+
+    fn hits(rules: &[(&str, u64, u64)]) -> Vec<RuleHits> {
+        rules
+            .iter()
+            .map(|&(id, packets, bytes)| RuleHits {
+                id: id.to_string(),
+                packets,
+                bytes,
+            })
+            .collect()
+    }
+
+    fn synthetic() -> Snapshot {
+        use fw_stat as S;
+        Snapshot {
+            generation: 1,
+            stats: stats(&[
+                (S::FW_STAT_SEEN, 21),
+                (S::FW_STAT_PASS_RULE, 1),
+                (S::FW_STAT_PASS_DEFAULT, 5),
+                (S::FW_STAT_PASS_ALLOWLIST, 2),
+                (S::FW_STAT_PASS_NON_IP, 4),
+                (S::FW_STAT_PASS_MALFORMED, 0),
+                (S::FW_STAT_PASS_MONITOR, 0),
+                (S::FW_STAT_DROP_RULE, 6),
+                (S::FW_STAT_DROP_DEFAULT, 0),
+                (S::FW_STAT_DROP_MALFORMED, 3),
+                (S::FW_STAT_EVENTS_SENT, 7),
+                (S::FW_STAT_EVENTS_DROPPED, 2),
+            ]),
+            rules: hits(&[("lan-dns", 1, 60), ("drop-net", 6, 360)]),
+            fill: vec![
+                MapFill {
+                    map: "fw_lpm_src_v4",
+                    entries: 3,
+                    capacity: 1 << 20,
+                },
+                MapFill {
+                    map: "fw_rules_v4",
+                    entries: 1,
+                    capacity: 4096,
+                },
+            ],
+            consumer: ConsumerCounters {
+                events_written: 6,
+                events_dropped: 1,
+                reloads_ok: 2,
+                reloads_failed: 1,
+            },
+        }
+    }
+
+    /// The exposition as blocks (one per metric family, HELP and TYPE first, then the samples
+    /// in any order).
+    fn families(text: &str) -> Vec<(Vec<String>, BTreeSet<String>)> {
+        text.split("\n\n")
+            .filter(|b| !b.trim().is_empty())
+            .map(|b| {
+                let (head, samples): (Vec<&str>, Vec<&str>) =
+                    b.lines().partition(|l| l.starts_with('#'));
+                (
+                    head.into_iter().map(str::to_string).collect(),
+                    samples.into_iter().map(str::to_string).collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn family<'a>(
+        fams: &'a [(Vec<String>, BTreeSet<String>)],
+        name: &str,
+    ) -> &'a (Vec<String>, BTreeSet<String>) {
+        fams.iter()
+            .find(|(head, _)| {
+                head.iter()
+                    .any(|l| l.starts_with(&format!("# TYPE {name} ")))
+            })
+            .unwrap_or_else(|| panic!("no family {name} in the exposition"))
+    }
+
+    fn set(lines: &[&str]) -> BTreeSet<String> {
+        lines.iter().map(|l| l.to_string()).collect()
+    }
+
+    fn recorder() -> PrometheusRecorder {
+        PrometheusBuilder::new().build_recorder()
+    }
+
+    fn publish_all(recorder: &PrometheusRecorder, exporter: &Exporter, snaps: &[Snapshot]) {
+        metrics::with_local_recorder(recorder, || {
+            for s in snaps {
+                exporter.publish(s);
+            }
+        });
+    }
+
+    #[test]
+    fn exposition_of_a_snapshot() {
+        let recorder = recorder();
+        let exporter = Exporter::new(recorder.handle());
+        publish_all(&recorder, &exporter, &[synthetic()]);
+        let text = exporter.render();
+        let fams = families(&text);
+
+        let expect = |name: &str, kind: &str, help: &str, samples: &[&str]| {
+            let (head, got) = family(&fams, name);
+            assert_eq!(
+                head,
+                &vec![
+                    format!("# HELP {name} {help}"),
+                    format!("# TYPE {name} {kind}")
+                ],
+                "{name}"
+            );
+            assert_eq!(got, &set(samples), "{name}");
+        };
+        expect(
+            "ebpfsentinel_xdp_firewall_packets_total",
+            "counter",
+            "Packets xdp_firewall decided, by verdict and reason (kernel fw_stats, summed over CPUs).",
+            &[
+                r#"ebpfsentinel_xdp_firewall_packets_total{verdict="pass",reason="rule"} 1"#,
+                r#"ebpfsentinel_xdp_firewall_packets_total{verdict="pass",reason="default_policy"} 5"#,
+                r#"ebpfsentinel_xdp_firewall_packets_total{verdict="pass",reason="allowlist"} 2"#,
+                r#"ebpfsentinel_xdp_firewall_packets_total{verdict="pass",reason="non_ip"} 4"#,
+                r#"ebpfsentinel_xdp_firewall_packets_total{verdict="pass",reason="malformed"} 0"#,
+                r#"ebpfsentinel_xdp_firewall_packets_total{verdict="pass",reason="monitor"} 0"#,
+                r#"ebpfsentinel_xdp_firewall_packets_total{verdict="drop",reason="rule"} 6"#,
+                r#"ebpfsentinel_xdp_firewall_packets_total{verdict="drop",reason="default_policy"} 0"#,
+                r#"ebpfsentinel_xdp_firewall_packets_total{verdict="drop",reason="malformed"} 3"#,
+            ],
+        );
+        expect(
+            "ebpfsentinel_xdp_firewall_packets_seen_total",
+            "counter",
+            "Packets xdp_firewall looked at: the sum of ebpfsentinel_xdp_firewall_packets_total.",
+            &["ebpfsentinel_xdp_firewall_packets_seen_total 21"],
+        );
+        expect(
+            "ebpfsentinel_events_total",
+            "counter",
+            "Events a program put on the ring buffer (rules with log: true, monitor-mode drops).",
+            &[r#"ebpfsentinel_events_total{program="xdp_firewall"} 7"#],
+        );
+        expect(
+            "ebpfsentinel_events_dropped_total",
+            "counter",
+            "Events lost: stage=kernel when the ring buffer was over 3/4 full, stage=consumer when the daemon could not write them.",
+            &[
+                r#"ebpfsentinel_events_dropped_total{stage="kernel"} 2"#,
+                r#"ebpfsentinel_events_dropped_total{stage="consumer"} 1"#,
+            ],
+        );
+        expect(
+            "ebpfsentinel_events_written_total",
+            "counter",
+            "Events the daemon wrote out.",
+            &["ebpfsentinel_events_written_total 6"],
+        );
+        expect(
+            "ebpfsentinel_rule_packets_total",
+            "counter",
+            "Packets that matched a rule, by rule id; continued across reloads while the id exists.",
+            &[
+                r#"ebpfsentinel_rule_packets_total{rule="lan-dns"} 1"#,
+                r#"ebpfsentinel_rule_packets_total{rule="drop-net"} 6"#,
+            ],
+        );
+        expect(
+            "ebpfsentinel_rule_bytes_total",
+            "counter",
+            "Bytes (whole frames) of the packets that matched a rule, by rule id; continued across reloads while the id exists.",
+            &[
+                r#"ebpfsentinel_rule_bytes_total{rule="lan-dns"} 60"#,
+                r#"ebpfsentinel_rule_bytes_total{rule="drop-net"} 360"#,
+            ],
+        );
+        expect(
+            "ebpfsentinel_map_entries",
+            "gauge",
+            "Entries the active ruleset generation holds in a BPF map.",
+            &[
+                r#"ebpfsentinel_map_entries{map="fw_lpm_src_v4"} 3"#,
+                r#"ebpfsentinel_map_entries{map="fw_rules_v4"} 1"#,
+            ],
+        );
+        expect(
+            "ebpfsentinel_map_capacity",
+            "gauge",
+            "Entries one ruleset generation may hold in a BPF map.",
+            &[
+                r#"ebpfsentinel_map_capacity{map="fw_lpm_src_v4"} 1048576"#,
+                r#"ebpfsentinel_map_capacity{map="fw_rules_v4"} 4096"#,
+            ],
+        );
+        expect(
+            "ebpfsentinel_config_generation",
+            "gauge",
+            "The active ruleset generation (0 or 1; flips on every reload).",
+            &["ebpfsentinel_config_generation 1"],
+        );
+        expect(
+            "ebpfsentinel_config_reloads_total",
+            "counter",
+            "Config reloads, by result: ok applied, error rejected with the running ruleset kept.",
+            &[
+                r#"ebpfsentinel_config_reloads_total{result="ok"} 2"#,
+                r#"ebpfsentinel_config_reloads_total{result="error"} 1"#,
+            ],
+        );
+        expect(
+            "ebpfsentinel_build_info",
+            "gauge",
+            "Always 1: the ebpfsentinel version and the kernel release it runs on.",
+            &[&format!(
+                r#"ebpfsentinel_build_info{{version="{}",kernel="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION"),
+                kernel_release()
+            )],
+        );
+        assert_eq!(fams.len(), 12, "{text}");
+    }
+
+    #[test]
+    fn publishing_again_sets_absolute_values() {
+        let recorder = recorder();
+        let exporter = Exporter::new(recorder.handle());
+        let first = synthetic();
+        let mut second = synthetic();
+        second.stats[fw_stat::FW_STAT_SEEN.0 as usize] = 30;
+        second.consumer.events_written = 9;
+        second.rules[1].packets = 8;
+        publish_all(&recorder, &exporter, &[first.clone(), first, second]);
+        let fams = families(&exporter.render());
+        assert!(family(&fams, SEEN)
+            .1
+            .contains("ebpfsentinel_xdp_firewall_packets_seen_total 30"));
+        assert!(family(&fams, EVENTS_WRITTEN)
+            .1
+            .contains("ebpfsentinel_events_written_total 9"));
+        assert!(family(&fams, RULE_PACKETS)
+            .1
+            .contains(r#"ebpfsentinel_rule_packets_total{rule="drop-net"} 8"#));
+    }
+
+    fn rule_lines(exporter: &Exporter) -> BTreeSet<String> {
+        let fams = families(&exporter.render());
+        let mut out = family(&fams, RULE_PACKETS).1.clone();
+        out.extend(family(&fams, RULE_BYTES).1.iter().cloned());
+        out
+    }
+
+    #[test]
+    fn rule_counters_continue_across_reloads_and_vanished_rules_freeze() {
+        let recorder = recorder();
+        let exporter = Exporter::new(recorder.handle());
+        let snap = |generation, rules: &[(&str, u64, u64)]| Snapshot {
+            generation,
+            rules: hits(rules),
+            ..synthetic()
+        };
+        publish_all(
+            &recorder,
+            &exporter,
+            &[
+                snap(0, &[("a", 3, 30), ("b", 5, 50)]),
+                // reload: b is gone, c is new, a restarts from zero in generation 1
+                snap(1, &[("c", 1, 10), ("a", 0, 0)]),
+                snap(1, &[("c", 2, 20), ("a", 4, 40)]),
+            ],
+        );
+        assert_eq!(
+            rule_lines(&exporter),
+            set(&[
+                r#"ebpfsentinel_rule_packets_total{rule="a"} 7"#,
+                r#"ebpfsentinel_rule_packets_total{rule="b"} 5"#,
+                r#"ebpfsentinel_rule_packets_total{rule="c"} 2"#,
+                r#"ebpfsentinel_rule_bytes_total{rule="a"} 70"#,
+                r#"ebpfsentinel_rule_bytes_total{rule="b"} 50"#,
+                r#"ebpfsentinel_rule_bytes_total{rule="c"} 20"#,
+            ])
+        );
+
+        publish_all(
+            &recorder,
+            &exporter,
+            &[
+                // b comes back after another reload and continues from its total
+                snap(0, &[("b", 1, 10)]),
+                // two reloads between publishes: same generation, counts went down
+                snap(0, &[("b", 0, 0), ("a", 2, 20)]),
+            ],
+        );
+        assert_eq!(
+            rule_lines(&exporter),
+            set(&[
+                r#"ebpfsentinel_rule_packets_total{rule="a"} 9"#,
+                r#"ebpfsentinel_rule_packets_total{rule="b"} 6"#,
+                r#"ebpfsentinel_rule_packets_total{rule="c"} 2"#,
+                r#"ebpfsentinel_rule_bytes_total{rule="a"} 90"#,
+                r#"ebpfsentinel_rule_bytes_total{rule="b"} 60"#,
+                r#"ebpfsentinel_rule_bytes_total{rule="c"} 20"#,
+            ])
+        );
+    }
+
+    #[test]
+    fn old_generation_read_after_the_flip_loses_no_hits() {
+        let recorder = recorder();
+        let exporter = Exporter::new(recorder.handle());
+        let snap = |generation, rules: &[(&str, u64, u64)]| Snapshot {
+            generation,
+            rules: hits(rules),
+            ..synthetic()
+        };
+        publish_all(
+            &recorder,
+            &exporter,
+            &[
+                snap(0, &[("a", 3, 30)]),
+                // the old generation's final counts, read after the flip
+                snap(0, &[("a", 5, 50)]),
+                snap(1, &[("a", 1, 10)]),
+            ],
+        );
+        assert!(rule_lines(&exporter).contains(r#"ebpfsentinel_rule_packets_total{rule="a"} 6"#));
+    }
+
+    #[test]
+    fn install_on_a_busy_address_fails_cleanly_inside_a_runtime() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Exporter>();
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = busy.local_addr().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(async { Exporter::install(addr) })
+            .err()
+            .expect("the address is taken");
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains(&format!("serving metrics on http://{addr}/metrics")),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn every_stat_slot_has_a_distinct_label() {
+        let labels: HashSet<(&str, &str)> = (0..fw_stat::FW_STAT_COUNT.0)
+            .map(|s| stat_label(fw_stat(s)))
+            .collect();
+        assert_eq!(labels.len(), fw_stat::FW_STAT_COUNT.0 as usize);
+        assert!(!labels.contains(&("", "unknown")));
+        for s in VERDICT_STATS {
+            let (verdict, reason) = stat_label(s);
+            assert!(verdict == "pass" || verdict == "drop", "{s:?}");
+            assert!(!reason.is_empty());
+        }
+        let others = (0..fw_stat::FW_STAT_COUNT.0)
+            .map(fw_stat)
+            .filter(|s| !VERDICT_STATS.contains(s));
+        for s in others {
+            assert_eq!(stat_label(s).0, "", "{s:?}");
+        }
+    }
+
+    fn compile(yaml: &str) -> CompiledRuleset {
+        let cfg = config::parse_str(yaml, std::path::Path::new("inline.yaml"))
+            .unwrap_or_else(|e| panic!("config:\n{e}"));
+        ruleset::compile(&cfg.firewall).expect("compile")
+    }
+
+    fn by_map(fill: &[MapFill]) -> HashMap<&'static str, (u64, u64)> {
+        fill.iter()
+            .map(|f| (f.map, (f.entries, f.capacity)))
+            .collect()
+    }
+
+    #[test]
+    fn fill_levels_count_each_map_of_a_generation() {
+        let rs = compile(
+            r#"
+firewall:
+  allowlist: [198.51.100.0/24, 192.0.2.10, "2001:db8::10"]
+  rules:
+    - { id: nets, action: drop, src: [203.0.113.0/24, 203.0.113.7, 10.0.0.0/8] }
+    - { id: to-host, action: drop, dst: "2001:db8::1" }
+    - { id: dns, action: pass, proto: udp, src: 10.1.0.0/16, dst_port: 53 }
+    - { id: ssh, action: pass, proto: tcp, src: [10.2.0.0/16, 10.3.0.0/24], dst: 192.0.2.0/24, dst_port: 22 }
+    - { id: v6-ssh, action: pass, proto: tcp, src: "2001:db8:1::/48", dst_port: 22 }
+"#,
+        );
+        let fill = fill_levels(&rs);
+        let m = by_map(&fill);
+        assert_eq!(fill.len(), m.len(), "a map reported twice");
+        let cidrs = abi::MAX_CIDRS_PER_GEN as u64;
+        let cls = abi::MAX_CLASSIFIER_PREFIXES_PER_GEN as u64;
+        assert_eq!(m["fw_allow_v4"], (2, abi::MAX_ALLOWLIST_PER_GEN as u64));
+        assert_eq!(m["fw_allow_v6"], (1, abi::MAX_ALLOWLIST_PER_GEN as u64));
+        assert_eq!(m["fw_lpm_src_v4"], (2, cidrs));
+        assert_eq!(m["fw_exact_src_v4"], (1, cidrs));
+        assert_eq!(m["fw_exact_dst_v6"], (1, cidrs));
+        for idle in [
+            "fw_lpm_dst_v4",
+            "fw_exact_dst_v4",
+            "fw_lpm_src_v6",
+            "fw_lpm_dst_v6",
+            "fw_exact_src_v6",
+        ] {
+            assert_eq!(m[idle], (0, cidrs), "{idle}");
+        }
+        // few prefix lengths: the classifier's address dimensions live in the hashes
+        let hashed = |f: usize| {
+            let c = &rs.classifiers[f];
+            assert!(c.hash_lens.iter().all(|l| !l.is_empty()) || c.dst.is_empty());
+            (c.src.len() + c.dst.len()) as u64
+        };
+        assert!(hashed(0) > 0);
+        assert_eq!(m["fw_cls_hash_v4"], (hashed(0), cls));
+        assert_eq!(m["fw_cls_hash_v6"], (hashed(1), cls));
+        for trie in [
+            "fw_cls_src_v4",
+            "fw_cls_dst_v4",
+            "fw_cls_src_v6",
+            "fw_cls_dst_v6",
+        ] {
+            assert_eq!(m[trie], (0, cls), "{trie}");
+        }
+        assert_eq!(
+            m["fw_bitmaps"],
+            (rs.bitmaps.len() as u64, abi::BITMAP_POOL_PER_GEN as u64)
+        );
+        assert!(!rs.bitmaps.is_empty());
+        let rules = abi::MAX_RULES_PER_FAMILY as u64;
+        assert_eq!(m["fw_rules_v4"], (2, rules));
+        assert_eq!(m["fw_rules_v6"], (1, rules));
+    }
+
+    #[test]
+    fn fill_levels_of_a_classifier_dimension_in_its_trie() {
+        // more distinct source prefix lengths than FW_CLS_HASH_LENS: the trie
+        let srcs: Vec<String> = (8..=13).map(|l| format!("10.0.0.0/{l}")).collect();
+        let rs = compile(&format!(
+            "firewall:\n  rules:\n    - {{ id: many, action: drop, proto: udp, src: [{}] }}\n",
+            srcs.join(", ")
+        ));
+        assert!(rs.classifiers[0].hash_lens[0].is_empty());
+        let m = by_map(&fill_levels(&rs));
+        let src = rs.classifiers[0].src.len() as u64;
+        assert!(src >= 6);
+        assert_eq!(m["fw_cls_src_v4"].0, src);
+        assert_eq!(m["fw_cls_hash_v4"].0, 0);
+        assert_eq!(m["fw_cls_dst_v4"].0, 0);
+    }
+}
