@@ -5,6 +5,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod events;
+pub mod features;
 pub mod links;
 pub mod loader;
 pub mod maps;

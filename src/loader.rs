@@ -76,6 +76,15 @@ impl Dataplane {
         if let Some(root) = &opts.pin_root {
             ensure_bpffs(root)?;
         }
+        let kernel = crate::features::probe();
+        let missing = kernel.missing(&crate::features::FIREWALL_NEEDS);
+        if !missing.is_empty() {
+            bail!(
+                "kernel {} lacks what xdp_firewall needs: {}",
+                kernel.kernel,
+                missing.join(", ")
+            );
+        }
         // The skeleton borrows its object storage for as long as the programs live: one small
         // allocation per load, kept for the process lifetime.
         let storage: &'static mut MaybeUninit<OpenObject> =

@@ -138,12 +138,12 @@ fn subcommand_help_states_each_purpose() {
             &["status", "--help"],
             &["Show what enforces traffic", "--pin-root", "--json"],
         ),
-        (
-            &["reload", "--help"],
-            &["re-read its config", "--pin-root"],
-        ),
+        (&["reload", "--help"], &["re-read its config", "--pin-root"]),
         (&["events", "--help"], &["JSON lines", "--follow"]),
-        (&["down", "--help"], &["Remove the enforcement", "--pin-root"]),
+        (
+            &["down", "--help"],
+            &["Remove the enforcement", "--pin-root"],
+        ),
         (&["stats", "--help"], &["pinned maps", "--json"]),
         (
             &["bench", "--help"],

@@ -51,6 +51,7 @@ struct Status {
     interfaces: Vec<InterfaceStatus>,
     maps: Vec<MapLevel>,
     counters: Vec<(String, u64)>,
+    kernel: crate::features::Features,
 }
 
 /// "drop/rule", "pass/default_policy", "seen": the labels the metrics carry.
@@ -130,6 +131,7 @@ pub fn execute(args: StatusArgs) -> Result<Outcome> {
         interfaces,
         maps: map_levels,
         counters,
+        kernel: crate::features::probe(),
     };
     let found = status.daemon_pid.is_some() || status.pinned;
     if args.json {
@@ -193,4 +195,24 @@ fn print_text(status: &Status) {
     for r in &status.rules {
         println!("  {:<24} {:>12} {:>14}", r.id, r.packets, r.bytes);
     }
+    let k = &status.kernel;
+    let missing: Vec<String> = k
+        .features
+        .iter()
+        .filter(|f| f.available == Some(false))
+        .map(|f| format!("{} (Linux {})", f.name, f.since))
+        .collect();
+    let unprobed = k.features.iter().all(|f| f.available.is_none());
+    println!(
+        "kernel {}: BTF {}; {}",
+        k.kernel,
+        if k.btf { "yes" } else { "no" },
+        if unprobed {
+            "BPF features not probed (needs CAP_BPF)".to_string()
+        } else if missing.is_empty() {
+            "every probed BPF feature is available".to_string()
+        } else {
+            format!("missing: {}", missing.join(", "))
+        }
+    );
 }
