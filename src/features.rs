@@ -111,7 +111,7 @@ pub fn probe() -> Features {
 pub const FIREWALL_NEEDS: [&str; 4] = ["lpm_trie", "ringbuf", "ringbuf_query", "prog_array"];
 
 impl Features {
-    pub fn missing<'a>(&self, needed: &[&'a str]) -> Vec<String> {
+    pub fn missing(&self, needed: &[&str]) -> Vec<String> {
         self.features
             .iter()
             .filter(|f| needed.contains(&f.name) && f.available == Some(false))
