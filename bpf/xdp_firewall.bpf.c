@@ -439,6 +439,7 @@ static __always_inline int fw_decide(struct xdp_md *ctx, struct pkt *p)
 	monitor = s->flags & FW_SET_MONITOR;
 
 	parsed = parse_packet(data, data_end, p);
+	p->parse_result = parsed;
 	if (parsed == PARSE_NON_IP) {
 		fw_count(FW_STAT_PASS_NON_IP);
 		return FW_ACTION_PASS;
@@ -461,6 +462,7 @@ static __always_inline int fw_decide(struct xdp_md *ctx, struct pkt *p)
 	__u8 ff = s->family_flags[fam];
 
 	if ((ff & FW_FAM_ALLOWLIST) && fw_allowlisted(p, gen)) {
+		p->stage_flags |= PKT_STAGE_ALLOWLISTED;
 		fw_count(FW_STAT_PASS_ALLOWLIST);
 		return FW_ACTION_PASS;
 	}
@@ -520,9 +522,14 @@ SEC("xdp")
 int xdp_firewall(struct xdp_md *ctx)
 {
 	struct pkt p = {};
+	struct pkt *handover;
+	__u32 zero = 0;
 
 	if (fw_decide(ctx, &p) == FW_ACTION_DROP)
 		return XDP_DROP;
+	handover = bpf_map_lookup_elem(&xdp_scratch, &zero);
+	if (handover)
+		*handover = p;
 	return xdp_chain_next(ctx, XDP_STAGE_FIREWALL);
 }
 

@@ -11,5 +11,6 @@
 #include "abi/event.h"
 #include "abi/chain.h"
 #include "abi/firewall.h"
+#include "abi/ratelimit.h"
 
 #endif

@@ -3,6 +3,9 @@
 
 use crate::skel::xdp_firewall::types;
 
+pub use crate::skel::xdp_ratelimit::types::{
+    rl_action, rl_bucket, rl_key, rl_key_mode, rl_limits, rl_match, rl_policy, rl_stat,
+};
 pub use types::{
     bench_addr, es_limits, event_action, event_kind, event_rule, fw_action, fw_bitmap, fw_cls_hash,
     fw_cls_v4_key, fw_cls_v6_key, fw_counter, fw_dim, fw_dim_layout, fw_exact_v4_key,
@@ -32,7 +35,11 @@ plain!(
     fw_lpm_v6_key,
     fw_rule_ref,
     fw_settings,
-    packet_event
+    packet_event,
+    rl_bucket,
+    rl_key,
+    rl_match,
+    rl_policy
 );
 
 pub const GENERATIONS: u32 = es_limits::ES_GENERATIONS.0;
@@ -63,6 +70,10 @@ pub const CLS_HASH_LENS: usize = fw_cls_hash::FW_CLS_HASH_LENS.0 as usize;
 pub const LEN_NONE: u8 = fw_cls_hash::FW_LEN_NONE.0 as u8;
 
 const _: () = assert!(std::mem::size_of::<packet_event>() == 56);
+const _: () = assert!(std::mem::size_of::<rl_policy>() == 24);
+const _: () = assert!(std::mem::size_of::<rl_match>() == 24);
+const _: () = assert!(std::mem::size_of::<rl_key>() == 20);
+const _: () = assert!(std::mem::size_of::<rl_bucket>() == 24);
 const _: () = assert!(std::mem::size_of::<fw_lpm_v4_key>() == 12);
 const _: () = assert!(std::mem::size_of::<fw_lpm_v6_key>() == 24);
 const _: () = assert!(std::mem::size_of::<fw_exact_v4_key>() == 8);

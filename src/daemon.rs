@@ -2,6 +2,7 @@
 //! then serve events, metrics and the control socket until told to stop. Stopping leaves the
 //! enforcement pinned unless the run is transient.
 
+use crate::maps::Generations;
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
 use std::io::Write;

@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::mem::MaybeUninit;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -12,7 +12,9 @@ use libbpf_rs::{MapCore, OpenObject, ProgramMut};
 use crate::config::XdpMode;
 use crate::links::{self, Attached, XdpAttachment};
 use crate::maps::firewall::{FirewallMaps, MAP_NAMES};
+use crate::maps::ratelimit::{RateLimitMaps, RL_MAP_NAMES};
 use crate::skel::xdp_firewall::{XdpFirewallSkel, XdpFirewallSkelBuilder};
+use crate::skel::xdp_ratelimit::{XdpRatelimitSkel, XdpRatelimitSkelBuilder};
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
@@ -26,6 +28,7 @@ pub struct LoadOptions {
 
 pub struct Dataplane {
     pub firewall: XdpFirewallSkel<'static>,
+    pub ratelimit: XdpRatelimitSkel<'static>,
     pin_root: Option<PathBuf>,
     /// the maps were taken over from pins an earlier daemon left
     pub adopted: bool,
@@ -71,6 +74,55 @@ pub fn ifindex(ifname: &str) -> Result<i32> {
     Ok(idx as i32)
 }
 
+/// Takes over the maps an earlier daemon pinned under `root` (those of `names` that exist);
+/// true if any was.
+fn adopt_pins(open: &mut libbpf_rs::OpenObject, root: &Path, names: &[&str]) -> Result<bool> {
+    let mut adopted = false;
+    for mut map in open.maps_mut() {
+        let name = map.name().to_string_lossy().into_owned();
+        let path = root.join(&name);
+        if names.contains(&name.as_str()) && path.exists() {
+            map.reuse_pinned_map(&path).with_context(|| {
+                format!(
+                    "the map pinned at {} does not fit this version of ebpfsentinel: run \
+                     `ebpfsentinel down --pin-root {}` to remove the old enforcement first",
+                    path.display(),
+                    root.display()
+                )
+            })?;
+            adopted = true;
+        }
+    }
+    Ok(adopted)
+}
+
+/// Pins every map of `names` not pinned yet (adopted maps already are).
+fn pin_maps(obj: &mut libbpf_rs::Object, root: &Path, names: &[&str]) -> Result<()> {
+    fs::create_dir_all(root).with_context(|| format!("creating pin root {}", root.display()))?;
+    for mut map in obj.maps_mut() {
+        let name = map.name().to_string_lossy().into_owned();
+        if !names.contains(&name.as_str()) || map.is_pinned() {
+            continue;
+        }
+        let path = root.join(&name);
+        if path.exists() {
+            fs::remove_file(&path)
+                .with_context(|| format!("removing stale pin {}", path.display()))?;
+        }
+        map.pin(&path)
+            .with_context(|| format!("pinning {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn load_error(program: &str) -> impl FnOnce(libbpf_rs::Error) -> anyhow::Error + '_ {
+    move |e| {
+        anyhow::anyhow!(
+            "loading {program} into the kernel failed: {e} (EPERM: missing CAP_BPF/CAP_NET_ADMIN or root; EACCES/EINVAL: the verifier or a map definition refused it, see the libbpf log above)"
+        )
+    }
+}
+
 impl Dataplane {
     pub fn load(opts: &LoadOptions) -> Result<Dataplane> {
         if let Some(root) = &opts.pin_root {
@@ -85,7 +137,7 @@ impl Dataplane {
                 missing.join(", ")
             );
         }
-        // The skeleton borrows its object storage for as long as the programs live: one small
+        // Each skeleton borrows its object storage for as long as the programs live: one small
         // allocation per load, kept for the process lifetime.
         let storage: &'static mut MaybeUninit<OpenObject> =
             Box::leak(Box::new(MaybeUninit::uninit()));
@@ -94,22 +146,7 @@ impl Dataplane {
             .context("opening the xdp_firewall object")?;
         let mut adopted = false;
         if let Some(root) = &opts.pin_root {
-            for mut map in open.open_object_mut().maps_mut() {
-                let name = map.name().to_string_lossy().into_owned();
-                let path = root.join(&name);
-                if MAP_NAMES.contains(&name.as_str()) && path.exists() {
-                    map.reuse_pinned_map(&path).with_context(|| {
-                        format!(
-                            "the map pinned at {} does not fit this version of ebpfsentinel: \
-                             run `ebpfsentinel down --pin-root {}` to remove the old \
-                             enforcement first",
-                            path.display(),
-                            root.display()
-                        )
-                    })?;
-                    adopted = true;
-                }
-            }
+            adopted |= adopt_pins(open.open_object_mut(), root, &MAP_NAMES)?;
         }
         match opts.bench_addrs {
             Some(n) => open
@@ -119,45 +156,72 @@ impl Dataplane {
                 .context("sizing bench_addrs")?,
             None => open.progs.xdp_firewall_spread.set_autoload(false),
         }
-        let firewall = open.load().map_err(|e| {
-            anyhow::anyhow!(
-                "loading xdp_firewall into the kernel failed: {e} (EPERM: missing CAP_BPF/CAP_NET_ADMIN or root; EACCES/EINVAL: the verifier or a map definition refused it, see the libbpf log above)"
-            )
-        })?;
-        let mut dp = Dataplane {
+        let mut firewall = open.load().map_err(load_error("xdp_firewall"))?;
+
+        // Later stages share the firewall's ring, chain and scratch maps.
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open_rl = XdpRatelimitSkelBuilder::default()
+            .open(storage)
+            .context("opening the xdp_ratelimit object")?;
+        open_rl.maps.events.reuse_fd(firewall.maps.events.as_fd())?;
+        open_rl
+            .maps
+            .xdp_chain
+            .reuse_fd(firewall.maps.xdp_chain.as_fd())?;
+        open_rl
+            .maps
+            .xdp_scratch
+            .reuse_fd(firewall.maps.xdp_scratch.as_fd())?;
+        if let Some(rodata) = open_rl.maps.rodata_data.as_deref_mut() {
+            let cpus = libbpf_rs::num_possible_cpus()? as u32;
+            rodata.rl_nr_cpus = cpus.min(crate::abi::rl_limits::RL_MAX_CPUS.0);
+        }
+        if let Some(root) = &opts.pin_root {
+            adopted |= adopt_pins(open_rl.open_object_mut(), root, &RL_MAP_NAMES)?;
+        }
+        let mut ratelimit = open_rl.load().map_err(load_error("xdp_ratelimit"))?;
+
+        if let Some(root) = &opts.pin_root {
+            pin_maps(firewall.object_mut(), root, &MAP_NAMES)?;
+            pin_maps(ratelimit.object_mut(), root, &RL_MAP_NAMES)?;
+        }
+        Ok(Dataplane {
             firewall,
+            ratelimit,
             pin_root: opts.pin_root.clone(),
             adopted,
             attachments: Vec::new(),
-        };
-        if let Some(root) = &opts.pin_root {
-            dp.pin(root)?;
-        }
-        Ok(dp)
+        })
     }
 
-    /// Pins every map not pinned yet (adopted maps already are).
-    fn pin(&mut self, root: &Path) -> Result<()> {
-        fs::create_dir_all(root)
-            .with_context(|| format!("creating pin root {}", root.display()))?;
-        for mut map in self.firewall.object_mut().maps_mut() {
-            let name = map.name().to_string_lossy().into_owned();
-            if !MAP_NAMES.contains(&name.as_str()) || map.is_pinned() {
-                continue;
-            }
-            let path = root.join(&name);
-            if path.exists() {
-                fs::remove_file(&path)
-                    .with_context(|| format!("removing stale pin {}", path.display()))?;
-            }
-            map.pin(&path)
-                .with_context(|| format!("pinning {}", path.display()))?;
+    /// Fills (or empties, to disable) a stage's slot in the XDP chain.
+    pub fn set_stage(&self, stage: crate::abi::xdp_stage, enabled: bool) -> Result<()> {
+        use libbpf_rs::MapFlags;
+        let slot = stage.0.to_ne_bytes();
+        let chain = &self.firewall.maps.xdp_chain;
+        let prog = match stage {
+            crate::abi::xdp_stage::XDP_STAGE_RATELIMIT => &self.ratelimit.progs.xdp_ratelimit,
+            other => bail!("no program for XDP stage {}", other.0),
+        };
+        if enabled {
+            let fd = prog.as_fd().as_raw_fd() as u32;
+            chain
+                .update(&slot, &fd.to_ne_bytes(), MapFlags::ANY)
+                .context("filling the XDP chain")
+        } else {
+            // an empty slot already is what we want
+            let _ = chain.delete(&slot);
+            Ok(())
         }
-        Ok(())
     }
 
     pub fn firewall_maps(&self) -> Result<FirewallMaps> {
         FirewallMaps::from_object(self.firewall.object())
+    }
+
+    pub fn ratelimit_maps(&self) -> Result<RateLimitMaps> {
+        RateLimitMaps::from_object(self.ratelimit.object())
     }
 
     pub fn firewall_program(&self) -> &ProgramMut<'static> {
@@ -217,7 +281,7 @@ pub fn remove_pins(root: &Path) -> Vec<String> {
         }
     }
     let _ = fs::remove_dir(links::links_dir(root));
-    for name in MAP_NAMES {
+    for name in MAP_NAMES.iter().chain(&RL_MAP_NAMES) {
         let path = root.join(name);
         if path.exists() {
             if let Err(e) = fs::remove_file(&path) {

@@ -14,3 +14,7 @@ pub mod xdp_firewall {
 pub mod xdp_floor {
     include!(concat!(env!("OUT_DIR"), "/xdp_floor.skel.rs"));
 }
+
+pub mod xdp_ratelimit {
+    include!(concat!(env!("OUT_DIR"), "/xdp_ratelimit.skel.rs"));
+}

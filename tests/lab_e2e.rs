@@ -5,6 +5,7 @@
 
 mod common;
 
+use ebpfsentinel::maps::Generations;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;

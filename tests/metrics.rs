@@ -5,6 +5,7 @@
 
 mod common;
 
+use ebpfsentinel::maps::Generations;
 use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::io::{Read, Write};

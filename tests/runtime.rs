@@ -3,6 +3,7 @@
 
 mod common;
 
+use ebpfsentinel::maps::Generations;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

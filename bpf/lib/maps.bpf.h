@@ -7,6 +7,7 @@
 #define EBPFSENTINEL_MAPS_BPF_H
 
 #include "common.bpf.h"
+#include "parse.bpf.h"
 
 /* every program -> userspace: struct packet_event records */
 struct {
@@ -21,5 +22,16 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } xdp_chain SEC(".maps");
+
+/*
+ * The packet as the first XDP stage parsed it, handed to the stages it tail-calls: one parse
+ * per hook. Tail calls stay on the CPU, so a per-CPU slot cannot be overwritten in between.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pkt);
+} xdp_scratch SEC(".maps");
 
 #endif

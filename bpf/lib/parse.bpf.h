@@ -37,8 +37,15 @@ struct pkt {
 	__u16 vlan_id;
 	__u8 family; /* enum fw_family */
 	__u8 proto;
-	__u8 flags; /* enum pkt_flags */
-	__u8 pad[3];
+	__u8 flags;        /* enum pkt_flags */
+	__u8 parse_result; /* enum parse_result */
+	__u8 stage_flags;  /* enum pkt_stage_flags: what earlier stages decided */
+	__u8 pad;
+};
+
+enum pkt_stage_flags {
+	/* the source is allowlisted: no later stage may drop it */
+	PKT_STAGE_ALLOWLISTED = 1 << 0,
 };
 
 struct vlan_tag {

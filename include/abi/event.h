@@ -7,6 +7,8 @@ enum event_kind {
 	EVENT_FW_RULE = 1,           /* a rule with the log flag matched */
 	EVENT_FW_DEFAULT_POLICY = 2, /* monitor mode: the default policy would drop */
 	EVENT_FW_MALFORMED = 3,      /* monitor mode: a malformed packet would be dropped */
+	/* a rate-limit key went over its rate; rule_id names the policy */
+	EVENT_RL_OVER_RATE = 4,
 };
 
 enum event_action {

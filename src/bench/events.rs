@@ -2,6 +2,7 @@
 //! the kernel can, paced to a target rate; the daemon's consumer (epoll on the ring, decode,
 //! JSON, write) must keep up with no loss in the kernel (ring 3/4 full) or in userspace.
 
+use crate::maps::Generations;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};

@@ -1,5 +1,6 @@
 //! xdp_firewall: general-rule scaling and CIDR-only scaling, hot key and spread keys.
 
+use crate::maps::Generations;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Instant;

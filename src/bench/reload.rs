@@ -1,6 +1,7 @@
 //! Reload time at 100k and 1M CIDR entries: what SIGHUP costs from reading the config to the
 //! new ruleset being active, and the retirement of the old generation after it.
 
+use crate::maps::Generations;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};

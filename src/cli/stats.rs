@@ -1,3 +1,4 @@
+use crate::maps::Generations;
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};

@@ -1,3 +1,4 @@
+use crate::maps::Generations;
 use std::path::PathBuf;
 
 use anyhow::Result;

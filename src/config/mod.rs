@@ -79,6 +79,46 @@ pub struct Config {
     /// `events.path`: JSON lines go here (reopened on SIGHUP), else to stdout
     pub events_path: Option<PathBuf>,
     pub firewall: FirewallConfig,
+    pub ratelimit: RateLimitConfig,
+}
+
+pub const MAX_RATE_POLICIES: usize = 1024;
+pub const MAX_RATE_PPS: u64 = 100_000_000;
+
+/// `ratelimit.policies`, file order.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimitConfig {
+    pub policies: Vec<RatePolicy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateAction {
+    Drop,
+    PassAndLog,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateKey {
+    /// one budget per source address
+    Source,
+    /// one budget shared by every source the policy covers
+    Policy,
+}
+
+#[derive(Debug, Clone)]
+pub struct RatePolicy {
+    pub id: String,
+    pub location: Location,
+    /// None: every source of both families
+    pub src: Option<AddrMatch>,
+    pub proto: Option<Proto>,
+    pub dst_port: Option<PortRange>,
+    /// packets per second
+    pub rate: u64,
+    /// packets a key may send at once; defaults to one second's worth
+    pub burst: u64,
+    pub action: RateAction,
+    pub key: RateKey,
 }
 
 /// Loopback only by default: counters say a lot about a network.

@@ -12,8 +12,9 @@ use super::netset::{parse_net, read_netset, NetList};
 use super::yaml::{self, duplicate, Node, Pos, Scalar, Value};
 use super::{
     Action, AddrMatch, Alias, Config, ConfigError, ConfigErrors, FirewallConfig, FirewallMode,
-    Location, PortRange, Proto, Rule, TcpFlags, VlanMatch, XdpMode, DEFAULT_METRICS_LISTEN,
-    DEFAULT_PIN_ROOT, DEFAULT_PRIORITY, MAX_ALIAS_ENTRIES, MAX_ALLOWLIST_ENTRIES, MAX_PRIORITY,
+    Location, PortRange, Proto, RateAction, RateKey, RateLimitConfig, RatePolicy, Rule, TcpFlags,
+    VlanMatch, XdpMode, DEFAULT_METRICS_LISTEN, DEFAULT_PIN_ROOT, DEFAULT_PRIORITY,
+    MAX_ALIAS_ENTRIES, MAX_ALLOWLIST_ENTRIES, MAX_PRIORITY, MAX_RATE_POLICIES, MAX_RATE_PPS,
     MAX_RULES,
 };
 
@@ -24,7 +25,17 @@ const TOP_KEYS: &[&str] = &[
     "metrics",
     "events",
     "firewall",
+    "ratelimit",
 ];
+const RATELIMIT_KEYS: &[&str] = &["policies"];
+const POLICY_KEYS: &[&str] = &[
+    "id", "src", "proto", "dst_port", "rate", "burst", "action", "key",
+];
+const RATE_ACTIONS: &[(&str, RateAction)] = &[
+    ("drop", RateAction::Drop),
+    ("pass-and-log", RateAction::PassAndLog),
+];
+const RATE_KEYS: &[(&str, RateKey)] = &[("source", RateKey::Source), ("policy", RateKey::Policy)];
 const METRICS_KEYS: &[&str] = &["listen"];
 const EVENTS_KEYS: &[&str] = &["path"];
 const FIREWALL_KEYS: &[&str] = &[
@@ -330,7 +341,7 @@ impl Checker<'_> {
                 .unwrap_or_default(),
             _ => Fields::default(),
         };
-        Config {
+        let mut config = Config {
             path: self.file.to_path_buf(),
             interfaces: fields
                 .section("interfaces")
@@ -353,7 +364,93 @@ impl Checker<'_> {
                 .section("firewall")
                 .map(|n| self.firewall(n))
                 .unwrap_or_default(),
+            ratelimit: RateLimitConfig::default(),
+        };
+        if let Some(n) = fields.section("ratelimit") {
+            config.ratelimit = self.ratelimit(n, &config.firewall.aliases);
         }
+        config
+    }
+
+    /// `ratelimit.policies`; `src` may name the firewall's aliases.
+    fn ratelimit(&mut self, node: &Node, aliases: &BTreeMap<String, Alias>) -> RateLimitConfig {
+        let Some(fields) = self.fields(node, "ratelimit", RATELIMIT_KEYS) else {
+            return RateLimitConfig::default();
+        };
+        let Some(list) = fields.section("policies") else {
+            return RateLimitConfig::default();
+        };
+        let Value::Seq(items) = &list.value else {
+            self.mismatch(list, "a list of policies");
+            return RateLimitConfig::default();
+        };
+        if items.len() > MAX_RATE_POLICIES {
+            self.error(
+                list.pos,
+                format!(
+                    "{} rate-limit policies exceed the limit of {MAX_RATE_POLICIES}",
+                    items.len()
+                ),
+            );
+        }
+        let mut ids = HashMap::new();
+        let policies = items
+            .iter()
+            .filter_map(|item| self.rate_policy(item, aliases, &mut ids))
+            .collect();
+        RateLimitConfig { policies }
+    }
+
+    fn rate_policy<'n>(
+        &mut self,
+        node: &'n Node,
+        aliases: &BTreeMap<String, Alias>,
+        ids: &mut HashMap<&'n str, Pos>,
+    ) -> Option<RatePolicy> {
+        let errors_before = self.errors.len();
+        let fields = self.fields(node, "a rate-limit policy", POLICY_KEYS)?;
+        let id = self
+            .required(fields, "id", node)
+            .and_then(|n| self.rule_id(n, ids));
+        let rate = self
+            .required(fields, "rate", node)
+            .and_then(|n| self.number(n, MAX_RATE_PPS));
+        let burst = fields
+            .get("burst")
+            .and_then(|n| self.number(n, MAX_RATE_PPS));
+        let policy = RatePolicy {
+            id: id.unwrap_or_default(),
+            location: self.location(node.pos),
+            src: fields.get("src").and_then(|n| self.addr_match(n, aliases)),
+            proto: fields.get("proto").and_then(|n| self.proto(n)),
+            dst_port: fields.get("dst_port").and_then(|n| self.port(n)),
+            rate: rate.unwrap_or(1),
+            burst: burst.or(rate).unwrap_or(1),
+            action: fields
+                .get("action")
+                .and_then(|n| self.keyword(n, RATE_ACTIONS))
+                .unwrap_or(RateAction::Drop),
+            key: fields
+                .get("key")
+                .and_then(|n| self.keyword(n, RATE_KEYS))
+                .unwrap_or(RateKey::Source),
+        };
+        for (key, value) in [("rate", policy.rate), ("burst", policy.burst)] {
+            if value == 0 {
+                if let Some(n) = fields.get(key) {
+                    self.error(
+                        n.pos,
+                        format!("`{key}` must be at least 1 packet per second"),
+                    );
+                }
+            }
+        }
+        if let (Some(port), Some(proto)) = (fields.get("dst_port"), policy.proto) {
+            if !matches!(proto, Proto::Tcp | Proto::Udp) {
+                self.error(port.pos, "`dst_port` needs proto tcp or udp (or no proto)");
+            }
+        }
+        (self.errors.len() == errors_before).then_some(policy)
     }
 
     /// `listen: ADDR:PORT`, or `off`.

@@ -14,7 +14,7 @@ use crate::abi::{
 use crate::ruleset::{Bits, CompiledRuleset, Family, Prefix, FAMILIES, VALUE_DIMS};
 
 /// Every map xdp_firewall owns, by the name it is pinned under.
-pub const MAP_NAMES: [&str; 25] = [
+pub const MAP_NAMES: [&str; 26] = [
     "fw_active_gen",
     "fw_settings",
     "fw_stats",
@@ -40,6 +40,7 @@ pub const MAP_NAMES: [&str; 25] = [
     "fw_rules",
     "events",
     "xdp_chain",
+    "xdp_scratch",
 ];
 
 /// [family][direction] arrays of maps follow FAMILIES and (Src, Dst).
@@ -58,7 +59,7 @@ pub struct FirewallMaps {
     rules: MapHandle,
 }
 
-fn lpm_key(family: Family, r#gen: u32, p: Prefix) -> Vec<u8> {
+pub(crate) fn lpm_key(family: Family, r#gen: u32, p: Prefix) -> Vec<u8> {
     let prefixlen = 32 + u32::from(p.len);
     match family {
         Family::V4 => bytes_of(&fw_lpm_v4_key {
@@ -165,14 +166,6 @@ impl FirewallMaps {
         Self::open(|name| open_pinned(pin_root, name))
     }
 
-    pub fn active_generation(&self) -> Result<u32> {
-        let v = self
-            .active_gen
-            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)?
-            .context("fw_active_gen has no slot 0")?;
-        Ok(key_gen(&v, 0).unwrap_or(0) & 1)
-    }
-
     /// The entries of `rs` in generation `gen` for the maps keyed by address (tries and
     /// hashes), which must be emptied when a generation is retired.
     fn keyed_entries(&self, rs: &CompiledRuleset, gen: u32) -> Vec<(&MapHandle, Entries)> {
@@ -273,89 +266,6 @@ impl FirewallMaps {
         out
     }
 
-    /// Writes `rs` into generation `gen`, which must hold nothing else (see
-    /// `clear_generation`). The active generation is untouched: packets keep seeing the old
-    /// ruleset until `activate`.
-    pub fn install(&self, rs: &CompiledRuleset, gen: u32) -> Result<()> {
-        for (map, entries) in self
-            .array_entries(rs, gen)
-            .into_iter()
-            .chain(self.keyed_entries(rs, gen))
-        {
-            put_all(map, &entries)?;
-        }
-        self.reset_rule_hits(gen, rs.ranks.len())?;
-        self.settings
-            .update(&gen.to_ne_bytes(), bytes_of(&rs.settings), MapFlags::ANY)
-            .context("writing fw_settings")?;
-        Ok(())
-    }
-
-    /// Makes `gen` the ruleset every following packet sees: one aligned 4-byte write.
-    pub fn activate(&self, gen: u32) -> Result<()> {
-        self.active_gen
-            .update(&0u32.to_ne_bytes(), &gen.to_ne_bytes(), MapFlags::ANY)
-            .context("flipping fw_active_gen")
-    }
-
-    /// Clears the inactive generation, installs `rs` there and activates it; returns that
-    /// generation. The generation given up keeps its entries (the daemon retires it after a
-    /// grace period; one-shot users need not).
-    pub fn apply(&self, rs: &CompiledRuleset) -> Result<u32> {
-        let next = self.active_generation()? ^ 1;
-        self.clear_generation(next, None)?;
-        self.install(rs, next)?;
-        self.activate(next)?;
-        Ok(next)
-    }
-
-    /// A reload: installs `rs` in the inactive generation (cleared first unless the caller
-    /// knows it is empty), flips to it, waits `grace` for packets still on the old generation,
-    /// then empties the old one (exactly `retiring`'s keys when known). Returns the new
-    /// generation.
-    pub fn replace(
-        &self,
-        rs: &CompiledRuleset,
-        inactive_clean: bool,
-        retiring: Option<&CompiledRuleset>,
-        grace: std::time::Duration,
-    ) -> Result<u32> {
-        let old = self.active_generation()?;
-        let next = old ^ 1;
-        if !inactive_clean {
-            self.clear_generation(next, None)?;
-        }
-        self.install(rs, next)?;
-        self.activate(next)?;
-        std::thread::sleep(grace);
-        self.clear_generation(old, retiring)?;
-        Ok(next)
-    }
-
-    /// Empties generation `gen` of the address-keyed maps: exactly the keys of `known` when
-    /// the caller knows what it installed there, else by walking every key.
-    pub fn clear_generation(&self, gen: u32, known: Option<&CompiledRuleset>) -> Result<()> {
-        if let Some(rs) = known {
-            for (map, entries) in self.keyed_entries(rs, gen) {
-                let keys: Vec<Vec<u8>> = entries.into_iter().map(|(k, _)| k).collect();
-                delete_keys(map, &keys)?;
-            }
-            return Ok(());
-        }
-        let lpm_gen = |k: &[u8]| key_gen(k, 4) == Some(gen);
-        let exact_gen = |k: &[u8]| key_gen(k, 0) == Some(gen);
-        for f in 0..2 {
-            delete_where(&self.cls_hash[f], |k| k.first() == Some(&(gen as u8)))?;
-            delete_where(&self.allow[f], lpm_gen)?;
-            for dir in 0..2 {
-                delete_where(&self.lpm[f][dir], lpm_gen)?;
-                delete_where(&self.cls_addr[f][dir], lpm_gen)?;
-                delete_where(&self.exact[f][dir], exact_gen)?;
-            }
-        }
-        Ok(())
-    }
-
     fn reset_rule_hits(&self, gen: u32, ranks: usize) -> Result<()> {
         let zero =
             vec![vec![0u8; std::mem::size_of::<fw_counter>()]; libbpf_rs::num_possible_cpus()?];
@@ -390,5 +300,66 @@ impl FirewallMaps {
                     .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes)))
             })
             .collect()
+    }
+}
+
+impl super::Generations for FirewallMaps {
+    type Ruleset = CompiledRuleset;
+
+    fn active_generation(&self) -> Result<u32> {
+        let v = self
+            .active_gen
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)?
+            .context("fw_active_gen has no slot 0")?;
+        Ok(key_gen(&v, 0).unwrap_or(0) & 1)
+    }
+
+    /// Writes `rs` into generation `gen`, which must hold nothing else (see
+    /// `clear_generation`). The active generation is untouched: packets keep seeing the old
+    /// ruleset until `activate`.
+    fn install(&self, rs: &CompiledRuleset, gen: u32) -> Result<()> {
+        for (map, entries) in self
+            .array_entries(rs, gen)
+            .into_iter()
+            .chain(self.keyed_entries(rs, gen))
+        {
+            put_all(map, &entries)?;
+        }
+        self.reset_rule_hits(gen, rs.ranks.len())?;
+        self.settings
+            .update(&gen.to_ne_bytes(), bytes_of(&rs.settings), MapFlags::ANY)
+            .context("writing fw_settings")?;
+        Ok(())
+    }
+
+    /// Makes `gen` the ruleset every following packet sees: one aligned 4-byte write.
+    fn activate(&self, gen: u32) -> Result<()> {
+        self.active_gen
+            .update(&0u32.to_ne_bytes(), &gen.to_ne_bytes(), MapFlags::ANY)
+            .context("flipping fw_active_gen")
+    }
+
+    /// Empties generation `gen` of the address-keyed maps: exactly the keys of `known` when
+    /// the caller knows what it installed there, else by walking every key.
+    fn clear_generation(&self, gen: u32, known: Option<&CompiledRuleset>) -> Result<()> {
+        if let Some(rs) = known {
+            for (map, entries) in self.keyed_entries(rs, gen) {
+                let keys: Vec<Vec<u8>> = entries.into_iter().map(|(k, _)| k).collect();
+                delete_keys(map, &keys)?;
+            }
+            return Ok(());
+        }
+        let lpm_gen = |k: &[u8]| key_gen(k, 4) == Some(gen);
+        let exact_gen = |k: &[u8]| key_gen(k, 0) == Some(gen);
+        for f in 0..2 {
+            delete_where(&self.cls_hash[f], |k| k.first() == Some(&(gen as u8)))?;
+            delete_where(&self.allow[f], lpm_gen)?;
+            for dir in 0..2 {
+                delete_where(&self.lpm[f][dir], lpm_gen)?;
+                delete_where(&self.cls_addr[f][dir], lpm_gen)?;
+                delete_where(&self.exact[f][dir], exact_gen)?;
+            }
+        }
+        Ok(())
     }
 }

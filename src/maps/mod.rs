@@ -1,6 +1,7 @@
 //! Typed managers of the kernel maps: the only code that touches raw key and value bytes.
 
 pub mod firewall;
+pub mod ratelimit;
 
 use std::path::Path;
 
@@ -14,6 +15,52 @@ pub fn open_pinned(pin_root: &Path, name: &str) -> Result<MapHandle> {
     let path = pin_root.join(name);
     MapHandle::from_pinned_path(&path)
         .with_context(|| format!("opening pinned map {}", path.display()))
+}
+
+/// Maps that hold two generations of a ruleset and flip between them.
+pub trait Generations {
+    type Ruleset;
+
+    fn active_generation(&self) -> Result<u32>;
+    /// Writes `rs` into generation `gen`, which must hold nothing else.
+    fn install(&self, rs: &Self::Ruleset, gen: u32) -> Result<()>;
+    /// Makes `gen` what every following packet sees.
+    fn activate(&self, gen: u32) -> Result<()>;
+    /// Empties `gen`: exactly `known`'s entries when the caller knows them, else by walking.
+    fn clear_generation(&self, gen: u32, known: Option<&Self::Ruleset>) -> Result<()>;
+
+    /// A reload: installs `rs` in the inactive generation (cleared first unless the caller
+    /// knows it is empty), flips to it, waits `grace` for packets still on the old generation,
+    /// then empties the old one (exactly `retiring`'s keys when known). Returns the new
+    /// generation.
+    fn replace(
+        &self,
+        rs: &Self::Ruleset,
+        inactive_clean: bool,
+        retiring: Option<&Self::Ruleset>,
+        grace: std::time::Duration,
+    ) -> Result<u32> {
+        let old = self.active_generation()?;
+        let next = old ^ 1;
+        if !inactive_clean {
+            self.clear_generation(next, None)?;
+        }
+        self.install(rs, next)?;
+        self.activate(next)?;
+        std::thread::sleep(grace);
+        self.clear_generation(old, retiring)?;
+        Ok(next)
+    }
+
+    /// Clears the inactive generation, installs `rs` there and activates it (one-shot users;
+    /// the given-up generation keeps its entries).
+    fn apply(&self, rs: &Self::Ruleset) -> Result<u32> {
+        let next = self.active_generation()? ^ 1;
+        self.clear_generation(next, None)?;
+        self.install(rs, next)?;
+        self.activate(next)?;
+        Ok(next)
+    }
 }
 
 /// (key, value) byte records for one map.

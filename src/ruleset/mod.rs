@@ -5,6 +5,7 @@
 
 mod classifier;
 mod prefix;
+pub mod ratelimit;
 
 use anyhow::{bail, Result};
 use ipnet::IpNet;

@@ -7,6 +7,7 @@ pub mod netns;
 pub mod refparse;
 pub mod traffic;
 
+use ebpfsentinel::maps::Generations;
 use std::path::Path;
 
 use ebpfsentinel::abi::fw_stat;

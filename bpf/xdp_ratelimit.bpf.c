@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * xdp_ratelimit: per-source (or per-policy) token buckets for the packets the firewall passed.
+ * The policy is the first of those covering the source's longest prefix whose protocol and
+ * destination port match. Buckets are per CPU (no atomics); a key seen by N CPUs refills each
+ * CPU's bucket at rate/N, so the configured rate holds whether a flood is pinned to one CPU
+ * or spread over all.
+ */
+#include "lib/common.bpf.h"
+#include "lib/parse.bpf.h"
+#include "lib/events.bpf.h"
+#include "lib/chain.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* CPUs whose buckets may hold a share; set from libbpf_num_possible_cpus() before load */
+const volatile __u32 rl_nr_cpus = 1;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} rl_active_gen SEC(".maps");
+
+/* generation * RL_MAX_POLICIES + index -> policy */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RL_MAX_POLICIES *ES_GENERATIONS);
+	__type(key, __u32);
+	__type(value, struct rl_policy);
+} rl_policies SEC(".maps");
+
+/* source prefix -> the policies covering it (generation-keyed like the firewall's tries) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, RL_MAX_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fw_lpm_v4_key);
+	__type(value, struct rl_match);
+} rl_lpm_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, RL_MAX_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fw_lpm_v6_key);
+	__type(value, struct rl_match);
+} rl_lpm_v6 SEC(".maps");
+
+/* (policy, source) -> token bucket, per CPU; the least recently used key goes first */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, RL_MAX_BUCKETS);
+	__type(key, struct rl_key);
+	__type(value, struct rl_bucket);
+} rl_buckets SEC(".maps");
+
+/* enum rl_stat -> packets (per CPU) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RL_STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} rl_stats SEC(".maps");
+
+/* Puts the constant-only enums into BTF so the Rust side gets them from the skeleton. */
+enum rl_limits _rl_limits_btf;
+enum rl_action _rl_action_btf;
+enum rl_key_mode _rl_key_mode_btf;
+enum rl_stat _rl_stat_btf;
+
+static __always_inline void rl_count(__u32 stat)
+{
+	__u64 *v = bpf_map_lookup_elem(&rl_stats, &stat);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline const struct rl_match *rl_lookup(const struct pkt *p, __u32 gen)
+{
+	if (p->family == FW_FAMILY_V4) {
+		struct fw_lpm_v4_key k = { .prefixlen = 64, .gen = gen };
+
+		__builtin_memcpy(k.addr, p->saddr, 4);
+		return bpf_map_lookup_elem(&rl_lpm_v4, &k);
+	}
+	struct fw_lpm_v6_key k = { .prefixlen = 160, .gen = gen };
+
+	__builtin_memcpy(k.addr, p->saddr, 16);
+	return bpf_map_lookup_elem(&rl_lpm_v6, &k);
+}
+
+static __always_inline bool rl_applies(const struct rl_policy *pol, const struct pkt *p)
+{
+	if (pol->proto && pol->proto != p->proto)
+		return false;
+	if (pol->port_match) {
+		if (!(p->flags & PKT_F_PORTS))
+			return false;
+		if (p->dport < pol->dport_lo || p->dport > pol->dport_hi)
+			return false;
+	}
+	return true;
+}
+
+/* How many CPUs saw this key within RL_ACTIVE_WINDOW_NS (this one included). */
+static __always_inline __u64 rl_sharing_cpus(const struct rl_key *key, __u32 self, __u64 now)
+{
+	__u64 active = 1;
+	__u32 cpu;
+
+	for (cpu = 0; cpu < RL_MAX_CPUS; cpu++) {
+		struct rl_bucket *b;
+
+		if (cpu >= rl_nr_cpus)
+			break;
+		if (cpu == self)
+			continue;
+		b = bpf_map_lookup_percpu_elem(&rl_buckets, key, cpu);
+		if (b && b->last_ns && now - b->last_ns < RL_ACTIVE_WINDOW_NS)
+			active++;
+	}
+	return active;
+}
+
+/* true when the packet fits the budget; *report when an over-rate event is due */
+static __always_inline bool rl_take(const struct rl_key *key, const struct rl_policy *pol,
+				    bool *report)
+{
+	__u64 now = bpf_ktime_get_ns(), share, cap, elapsed;
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct rl_bucket *b;
+
+	share = rl_sharing_cpus(key, cpu, now);
+	cap = pol->burst * 1000 / share;
+	b = bpf_map_lookup_elem(&rl_buckets, key);
+	if (!b) {
+		struct rl_bucket fresh = { .millitokens = cap, .last_ns = now };
+
+		bpf_map_update_elem(&rl_buckets, key, &fresh, BPF_NOEXIST);
+		b = bpf_map_lookup_elem(&rl_buckets, key);
+		if (!b)
+			return true;
+	}
+	if (!b->last_ns) {
+		/* first packet of this key on this CPU: its share of the burst */
+		b->millitokens = cap;
+	} else {
+		elapsed = now - b->last_ns;
+		if (elapsed > 10000000000ULL)
+			elapsed = 10000000000ULL;
+		/* millitokens per ns = rate * 1000 / 1e9 */
+		b->millitokens += elapsed * pol->rate_pps / (1000000 * share);
+		if (b->millitokens > cap)
+			b->millitokens = cap;
+	}
+	b->last_ns = now;
+	if (b->millitokens >= 1000) {
+		b->millitokens -= 1000;
+		return true;
+	}
+	if (now - b->last_event_ns >= RL_EVENT_INTERVAL_NS) {
+		b->last_event_ns = now;
+		*report = true;
+	}
+	return false;
+}
+
+static __always_inline int rl_decide(struct xdp_md *ctx, struct pkt *p)
+{
+	const struct rl_policy *pol = NULL;
+	const struct rl_match *m;
+	struct rl_key key = {};
+	__u32 zero = 0, gen, slot;
+	bool report = false;
+	__u32 *genp;
+	int i;
+
+	rl_count(RL_STAT_SEEN);
+	if (p->parse_result != PARSE_OK || (p->stage_flags & PKT_STAGE_ALLOWLISTED)) {
+		rl_count(RL_STAT_PASS_UNLIMITED);
+		return XDP_PASS;
+	}
+	genp = bpf_map_lookup_elem(&rl_active_gen, &zero);
+	if (!genp)
+		return XDP_PASS;
+	gen = *genp & 1;
+	m = rl_lookup(p, gen);
+	if (!m) {
+		rl_count(RL_STAT_PASS_NO_POLICY);
+		return XDP_PASS;
+	}
+#pragma unroll
+	for (i = 0; i < RL_POLICIES_PER_PREFIX; i++) {
+		const struct rl_policy *cand;
+
+		if (i >= m->count)
+			break;
+		slot = gen * RL_MAX_POLICIES + (m->policy[i] & (RL_MAX_POLICIES - 1));
+		cand = bpf_map_lookup_elem(&rl_policies, &slot);
+		if (cand && rl_applies(cand, p)) {
+			pol = cand;
+			key.policy = m->policy[i];
+			break;
+		}
+	}
+	if (!pol) {
+		rl_count(RL_STAT_PASS_NO_POLICY);
+		return XDP_PASS;
+	}
+	if (pol->key_mode == RL_KEY_SOURCE) {
+		key.family = p->family;
+		__builtin_memcpy(key.addr, p->saddr, 16);
+	}
+	if (rl_take(&key, pol, &report)) {
+		rl_count(RL_STAT_PASS_IN_RATE);
+		return XDP_PASS;
+	}
+	if (report) {
+		__u8 action = pol->action == RL_ACTION_DROP ? EVENT_ACTION_DROP : EVENT_ACTION_PASS;
+
+		if (emit_packet_event(ctx->ingress_ifindex, p, EVENT_RL_OVER_RATE, action,
+				      EVENT_RULE(gen, key.policy)))
+			rl_count(RL_STAT_EVENTS_SENT);
+		else
+			rl_count(RL_STAT_EVENTS_DROPPED);
+	}
+	if (pol->action == RL_ACTION_PASS_LOG) {
+		rl_count(RL_STAT_PASS_OVER_RATE);
+		return XDP_PASS;
+	}
+	rl_count(RL_STAT_DROP_OVER_RATE);
+	return XDP_DROP;
+}
+
+SEC("xdp")
+int xdp_ratelimit(struct xdp_md *ctx)
+{
+	struct pkt *p;
+	__u32 zero = 0;
+
+	p = bpf_map_lookup_elem(&xdp_scratch, &zero);
+	if (!p)
+		return XDP_PASS;
+	if (rl_decide(ctx, p) == XDP_DROP)
+		return XDP_DROP;
+	return xdp_chain_next(ctx, XDP_STAGE_RATELIMIT);
+}

@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/* Included by BPF programs and (through BTF) by userspace: xdp_ratelimit's maps and counters. */
+#ifndef EBPFSENTINEL_ABI_RATELIMIT_H
+#define EBPFSENTINEL_ABI_RATELIMIT_H
+
+enum rl_limits {
+	RL_MAX_POLICIES = 1024,
+	/* policies that may cover one prefix (theirs and the shorter ones around it) */
+	RL_POLICIES_PER_PREFIX = 8,
+	RL_MAX_PREFIXES = 1 << 16,
+	/* tracked keys (sources, or one per policy-keyed policy); least recently used evicted */
+	RL_MAX_BUCKETS = 1 << 20,
+	/*
+	 * A CPU counts as sharing a key's budget while it saw that key this recently: a key seen
+	 * by N CPUs refills each of their buckets at rate/N (see src/ruleset/ratelimit.rs).
+	 */
+	RL_ACTIVE_WINDOW_NS = 1000000000,
+	/* at most one event per key and this interval while the key is over its rate */
+	RL_EVENT_INTERVAL_NS = 1000000000,
+	/* CPUs whose buckets are consulted; more CPUs than this share as if they were one */
+	RL_MAX_CPUS = 64,
+};
+
+enum rl_action {
+	RL_ACTION_DROP = 0,
+	RL_ACTION_PASS_LOG = 1,
+};
+
+enum rl_key_mode {
+	RL_KEY_SOURCE = 0,
+	RL_KEY_POLICY = 1,
+};
+
+/* generation * RL_MAX_POLICIES + policy index -> the policy */
+struct rl_policy {
+	__u64 rate_pps;
+	__u64 burst;
+	__u16 dport_lo; /* 0..65535 with dport_hi; any when port_match is 0 */
+	__u16 dport_hi;
+	__u8 proto; /* 0: any */
+	__u8 port_match;
+	__u8 action;   /* enum rl_action */
+	__u8 key_mode; /* enum rl_key_mode */
+};
+
+/* value of the rl_lpm tries: the policies covering a prefix, longest prefix first */
+struct rl_match {
+	__u16 policy[RL_POLICIES_PER_PREFIX];
+	__u8 count;
+	__u8 pad[7];
+};
+
+/* bucket key: the source (zero for policy-keyed policies) under one policy */
+struct rl_key {
+	__u16 policy;
+	__u8 family;
+	__u8 pad;
+	__u8 addr[16];
+};
+
+/* per CPU */
+struct rl_bucket {
+	__u64 millitokens;
+	__u64 last_ns;
+	__u64 last_event_ns;
+};
+
+enum rl_stat {
+	RL_STAT_SEEN = 0,
+	/* not IP, malformed or allowlisted: the firewall decided, nothing to limit */
+	RL_STAT_PASS_UNLIMITED,
+	RL_STAT_PASS_NO_POLICY,
+	RL_STAT_PASS_IN_RATE,
+	RL_STAT_PASS_OVER_RATE, /* action pass-and-log */
+	RL_STAT_DROP_OVER_RATE,
+	RL_STAT_EVENTS_SENT,
+	RL_STAT_EVENTS_DROPPED,
+	RL_STAT_COUNT,
+};
+
+_Static_assert(sizeof(struct rl_policy) == 24, "rl_policy layout");
+_Static_assert(sizeof(struct rl_match) == 24, "rl_match layout");
+_Static_assert(sizeof(struct rl_key) == 20, "rl_key layout");
+_Static_assert(sizeof(struct rl_bucket) == 24, "rl_bucket layout");
+
+#endif
