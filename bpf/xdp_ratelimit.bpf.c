@@ -13,6 +13,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#define RL_NANO 1000000000ULL
+
 /* CPUs whose buckets may hold a share; set from libbpf_num_possible_cpus() before load */
 const volatile __u32 rl_nr_cpus = 1;
 
@@ -119,7 +121,10 @@ static __always_inline __u64 rl_sharing_cpus(const struct rl_key *key, __u32 sel
 		if (cpu == self)
 			continue;
 		b = bpf_map_lookup_percpu_elem(&rl_buckets, key, cpu);
-		if (b && b->last_ns && now - b->last_ns < RL_ACTIVE_WINDOW_NS)
+		if (!b || !b->last_ns)
+			continue;
+		/* that CPU may have stamped a packet after this one read the clock */
+		if (b->last_ns > now || now - b->last_ns < RL_ACTIVE_WINDOW_NS)
 			active++;
 	}
 	return active;
@@ -134,10 +139,10 @@ static __always_inline bool rl_take(const struct rl_key *key, const struct rl_po
 	struct rl_bucket *b;
 
 	share = rl_sharing_cpus(key, cpu, now);
-	cap = pol->burst * 1000 / share;
+	cap = pol->burst * RL_NANO / share;
 	b = bpf_map_lookup_elem(&rl_buckets, key);
 	if (!b) {
-		struct rl_bucket fresh = { .millitokens = cap, .last_ns = now };
+		struct rl_bucket fresh = { .nanotokens = cap, .last_ns = now };
 
 		bpf_map_update_elem(&rl_buckets, key, &fresh, BPF_NOEXIST);
 		b = bpf_map_lookup_elem(&rl_buckets, key);
@@ -146,19 +151,19 @@ static __always_inline bool rl_take(const struct rl_key *key, const struct rl_po
 	}
 	if (!b->last_ns) {
 		/* first packet of this key on this CPU: its share of the burst */
-		b->millitokens = cap;
+		b->nanotokens = cap;
 	} else {
 		elapsed = now - b->last_ns;
+		/* bounded so elapsed * rate fits 64 bits at RL's largest rates */
 		if (elapsed > 10000000000ULL)
 			elapsed = 10000000000ULL;
-		/* millitokens per ns = rate * 1000 / 1e9 */
-		b->millitokens += elapsed * pol->rate_pps / (1000000 * share);
-		if (b->millitokens > cap)
-			b->millitokens = cap;
+		b->nanotokens += elapsed * pol->rate_pps / share;
+		if (b->nanotokens > cap)
+			b->nanotokens = cap;
 	}
 	b->last_ns = now;
-	if (b->millitokens >= 1000) {
-		b->millitokens -= 1000;
+	if (b->nanotokens >= RL_NANO) {
+		b->nanotokens -= RL_NANO;
 		return true;
 	}
 	if (now - b->last_event_ns >= RL_EVENT_INTERVAL_NS) {

@@ -153,10 +153,18 @@ _system_apt_update() {
 	apt-get update -qq >&2 || die "apt-get update failed"
 }
 
+# apt-cache with a binary cache of its own: this image's apt config turns the shared one off,
+# which makes every apt-cache call re-read all package lists (about a second each)
+apt_cache() {
+	local bin=$CACHE/apt-pkgcache.bin
+	[[ ${1:-} == extra_apt ]] && bin=$EXTRA_APT/pkgcache.bin
+	"$@" -o Dir::Cache::pkgcache="$bin" -o Dir::Cache::srcpkgcache=
+}
+
 # candidate VERSION of a package for an apt command prefix ("" or extra_apt); empty if none
 candidate() {
 	local v
-	v=$("${@:2}" apt-cache policy "$1" 2>/dev/null | sed -n 's/^  Candidate: //p')
+	v=$(apt_cache "${@:2}" apt-cache policy "$1" 2>/dev/null | sed -n 's/^  Candidate: //p')
 	[[ $v == "(none)" ]] && v=
 	echo "$v"
 }
@@ -165,7 +173,7 @@ candidate() {
 newest_of_series() {
 	local series=$1 re names n
 	re="^linux-image-${series//./\\.}\\.[0-9]+(-[0-9]+|\\+deb[0-9]+)-amd64-unsigned\$"
-	names=$("${@:2}" apt-cache pkgnames "linux-image-$series." 2>/dev/null | grep -E "$re" | sort -rV || true)
+	names=$(apt_cache "${@:2}" apt-cache pkgnames "linux-image-$series." 2>/dev/null | grep -E "$re" | sort -rV || true)
 	for n in $names; do
 		[[ -n $(candidate "$n" "${@:2}") ]] && { echo "$n"; return; }
 	done
@@ -373,7 +381,7 @@ if $prepare_only; then
 	exit 0
 fi
 
-workdir=$PWD
+workdir=$(pwd -P)
 [[ $workdir != / ]] || die "run it from a directory other than /"
 
 run=$(mktemp -d "${TMPDIR:-/tmp}/vmtest.XXXXXX")
@@ -395,22 +403,30 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# single-quoted for the guest's busybox sh
+squote() { printf "'%s' " "${1//\'/\'\\\'\'}"; }
+
 # the job, read by the guest from the "vmjob" share
 mkdir "$run/job"
-cp "$VM_DIR/guest-run.sh" "$run/job/"
+cp "$VM_DIR/guest-run.sh" "$run/job/guest-run.sh"
 {
-	printf 'WORKDIR=%q\n' "$workdir"
-	printf 'MODDIR=%q\n' "$kdir/root/lib/modules"
-	printf 'MSIZE=%q\n' "$MSIZE"
-	printf 'VMHOST=%q\n' "vm-${kver%%-*}"
+	echo "WORKDIR=$(squote "$workdir")"
+	echo "MODDIR=$(squote "$(realpath "$kdir/root/lib/modules")")"
+	echo "MSIZE=$MSIZE"
+	echo "VMHOST=vm-${kver%%-*}"
 } >"$run/job/params"
+# POSIX-quoted for the guest's busybox sh: set -- VAR=value... CMD ARG...
 {
+	printf 'set -- '
 	for v in PATH HOME LANG LC_ALL TERM ${VMTEST_ENV-CI RUST_BACKTRACE RUST_LOG}; do
-		[[ -n ${!v+set} ]] && printf 'export %s=%q\n' "$v" "${!v}"
+		[[ -n ${!v+set} ]] && squote "$v=${!v}"
 	done
-	printf 'cmd=('
-	printf '%q ' "$@"
-	printf ')\n'
+	# an absolute path: the guest's busybox would run its own applet for a bare "sh" or "ip"
+	exe=$1
+	[[ $exe == */* ]] || exe=$(type -P -- "$exe") || exe=$1
+	squote "$exe"
+	for a in "${@:2}"; do squote "$a"; done
+	echo
 } >"$run/job/env.sh"
 
 # stdout/stderr come out of the guest's ttyS1/ttyS2 into fifos that cat copies to ours

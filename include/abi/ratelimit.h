@@ -58,9 +58,12 @@ struct rl_key {
 	__u8 addr[16];
 };
 
-/* per CPU */
+/*
+ * Per CPU. Tokens are counted in billionths so that the refill of a few hundred nanoseconds
+ * between two packets is not truncated away: elapsed_ns * rate_pps nanotokens, exactly.
+ */
 struct rl_bucket {
-	__u64 millitokens;
+	__u64 nanotokens;
 	__u64 last_ns;
 	__u64 last_event_ns;
 };

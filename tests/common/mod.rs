@@ -14,6 +14,8 @@ use ebpfsentinel::abi::fw_stat;
 use ebpfsentinel::config;
 use ebpfsentinel::loader::{Dataplane, LoadOptions};
 use ebpfsentinel::maps::firewall::FirewallMaps;
+use ebpfsentinel::maps::ratelimit::RateLimitMaps;
+use ebpfsentinel::ruleset::ratelimit::CompiledRateLimit;
 use ebpfsentinel::ruleset::{self, CompiledRuleset};
 use libbpf_rs::ProgramInput;
 
@@ -75,6 +77,14 @@ pub struct Firewall {
     pub dp: Dataplane,
     pub maps: FirewallMaps,
     pub ruleset: CompiledRuleset,
+    pub rl_maps: RateLimitMaps,
+    pub ratelimit: CompiledRateLimit,
+}
+
+pub fn compile_ratelimit(yaml: &str) -> CompiledRateLimit {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/inline.yaml"));
+    let cfg = config::parse_str(yaml, path).unwrap_or_else(|e| panic!("config:\n{e}"));
+    ruleset::ratelimit::compile(&cfg.ratelimit).expect("compile ratelimit")
 }
 
 pub fn compile_yaml(yaml: &str) -> CompiledRuleset {
@@ -88,17 +98,34 @@ impl Firewall {
         Self::load_with(yaml, &LoadOptions::default())
     }
 
+    /// The firewall and, when the YAML has `ratelimit` policies, the rate limiter chained
+    /// after it.
     pub fn load_with(yaml: &str, opts: &LoadOptions) -> Firewall {
-        let ruleset = compile_yaml(yaml);
         let dp = Dataplane::load(opts).expect("load");
-        let maps = dp.firewall_maps().expect("maps");
-        maps.apply(&ruleset).expect("apply");
-        Firewall { dp, maps, ruleset }
+        let mut fw = Firewall {
+            maps: dp.firewall_maps().expect("maps"),
+            rl_maps: dp.ratelimit_maps().expect("ratelimit maps"),
+            dp,
+            ruleset: compile_yaml(yaml),
+            ratelimit: compile_ratelimit(yaml),
+        };
+        fw.apply(yaml);
+        fw
     }
 
     pub fn apply(&mut self, yaml: &str) {
         self.ruleset = compile_yaml(yaml);
         self.maps.apply(&self.ruleset).expect("apply");
+        self.ratelimit = compile_ratelimit(yaml);
+        self.rl_maps
+            .apply(&self.ratelimit)
+            .expect("apply ratelimit");
+        self.dp
+            .set_stage(
+                ebpfsentinel::abi::xdp_stage::XDP_STAGE_RATELIMIT,
+                !self.ratelimit.policies.is_empty(),
+            )
+            .expect("chain");
     }
 
     pub fn run(&self, frame: &[u8]) -> u32 {

@@ -1,0 +1,241 @@
+//! xdp_ratelimit through BPF_PROG_TEST_RUN (the firewall tail-calls it): bucket exhaustion and
+//! refill, per-source and per-policy keys, v4 and v6, policy selection by prefix, protocol and
+//! port, pass-and-log, the allowlist, and the configured rate held within ±15% whether a flood
+//! is pinned to one CPU or spread over all of them.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{privileged, Firewall, XDP_DROP, XDP_PASS};
+use ebpfsentinel::abi::rl_stat;
+use ebpfsentinel::packet::{PacketBuilder, TcpFlags};
+use libbpf_rs::ProgramInput;
+
+fn udp(src: &str, dport: u16) -> Vec<u8> {
+    PacketBuilder::new()
+        .ip(
+            src.parse().unwrap(),
+            if src.contains(':') {
+                "2001:db8::1"
+            } else {
+                "192.0.2.1"
+            }
+            .parse()
+            .unwrap(),
+        )
+        .udp(4000, dport)
+        .build()
+}
+
+fn tcp(src: &str, dport: u16) -> Vec<u8> {
+    PacketBuilder::new()
+        .ip(src.parse().unwrap(), "192.0.2.1".parse().unwrap())
+        .tcp(4000, dport, TcpFlags::SYN)
+        .build()
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "pinning to CPU {cpu}"
+        );
+    }
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs `frame` `n` times in one BPF_PROG_TEST_RUN on the current CPU.
+fn burst(fw: &Firewall, frame: &[u8], n: u32) -> u32 {
+    fw.dp
+        .firewall_program()
+        .test_run(ProgramInput {
+            data_in: Some(frame),
+            repeat: n,
+            ..Default::default()
+        })
+        .expect("test run")
+        .return_value
+}
+
+fn stat(fw: &Firewall, s: rl_stat) -> u64 {
+    fw.rl_maps.stats().unwrap()[s.0 as usize]
+}
+
+/// (passed in rate, dropped over rate) while `f` runs.
+fn counted(fw: &Firewall, f: impl FnOnce()) -> (u64, u64) {
+    let (p0, d0) = (
+        stat(fw, rl_stat::RL_STAT_PASS_IN_RATE),
+        stat(fw, rl_stat::RL_STAT_DROP_OVER_RATE),
+    );
+    f();
+    (
+        stat(fw, rl_stat::RL_STAT_PASS_IN_RATE) - p0,
+        stat(fw, rl_stat::RL_STAT_DROP_OVER_RATE) - d0,
+    )
+}
+
+#[test]
+fn buckets_exhaust_and_refill() {
+    if !privileged("buckets_exhaust_and_refill") {
+        return;
+    }
+    pin_to_cpu(0);
+    let fw = Firewall::load(
+        "ratelimit:\n  policies:\n    - { id: per-source, src: 10.0.0.0/8, rate: 1000, burst: 50 }\n",
+    );
+    let frame = udp("10.1.1.1", 9);
+    // 200 packets within microseconds: the burst, then nothing
+    let (passed, dropped) = counted(&fw, || assert_eq!(burst(&fw, &frame, 200), XDP_DROP));
+    assert!((50..=51).contains(&passed), "burst of 50, passed {passed}");
+    assert_eq!(passed + dropped, 200);
+    // 100 ms refill 100 tokens, capped at the burst
+    std::thread::sleep(Duration::from_millis(100));
+    let (passed, _) = counted(&fw, || {
+        burst(&fw, &frame, 200);
+    });
+    assert!(
+        (50..=51).contains(&passed),
+        "refill capped at the burst, passed {passed}"
+    );
+    // a pause refills one token per millisecond (1000/s); a test run with repeat takes
+    // milliseconds of wall time here, which refills too: bound by what the clock saw
+    let pause_start = Instant::now();
+    std::thread::sleep(Duration::from_millis(20));
+    let paused = pause_start.elapsed().as_secs_f64();
+    let (passed, _) = counted(&fw, || {
+        burst(&fw, &frame, 100);
+    });
+    let upper = pause_start.elapsed().as_secs_f64();
+    let (lo, hi) = ((1000.0 * paused) as u64, (1000.0 * upper).ceil() as u64 + 1);
+    assert!(
+        (lo..=hi.min(51)).contains(&passed),
+        "{passed} passed after a pause of {:.1}..{:.1} ms",
+        paused * 1e3,
+        upper * 1e3
+    );
+}
+
+#[test]
+fn keys_policies_families_and_actions() {
+    if !privileged("keys_policies_families_and_actions") {
+        return;
+    }
+    pin_to_cpu(0);
+    let fw = Firewall::load(
+        r#"
+firewall:
+  allowlist: [10.9.9.9]
+ratelimit:
+  policies:
+    - { id: dns, src: 10.0.0.0/8, proto: udp, dst_port: 53, rate: 1, burst: 5 }
+    - { id: any-10, src: 10.0.0.0/8, rate: 1, burst: 10 }
+    - { id: shared, src: 172.16.0.0/12, rate: 1, burst: 8, key: policy }
+    - { id: v6, src: "2001:db8:bad::/48", rate: 1, burst: 3 }
+    - { id: noisy, src: 198.51.100.0/24, rate: 1, burst: 2, action: pass-and-log }
+"#,
+    );
+    let passed = |frame: Vec<u8>, n: u32| {
+        counted(&fw, || {
+            burst(&fw, &frame, n);
+        })
+        .0
+    };
+    assert_eq!(
+        passed(udp("10.1.1.1", 53), 20),
+        5,
+        "dns policy: its own burst"
+    );
+    assert_eq!(
+        passed(tcp("10.1.1.1", 53), 20),
+        10,
+        "tcp falls to the /8 policy without a port"
+    );
+    assert_eq!(
+        passed(udp("10.1.1.2", 53), 20),
+        5,
+        "per source: another source, another bucket"
+    );
+    assert_eq!(passed(udp("172.16.0.1", 1), 5), 5, "policy key");
+    assert_eq!(
+        passed(udp("172.17.0.1", 1), 10),
+        3,
+        "policy key: one budget for all sources"
+    );
+    assert_eq!(passed(udp("2001:db8:bad::1", 1), 10), 3, "IPv6 sources");
+    assert_eq!(passed(udp("2001:db8:bad::2", 1), 10), 3, "IPv6 per source");
+    let unlimited0 = stat(&fw, rl_stat::RL_STAT_PASS_NO_POLICY);
+    assert_eq!(burst(&fw, &udp("192.0.2.50", 1), 100), XDP_PASS);
+    assert_eq!(stat(&fw, rl_stat::RL_STAT_PASS_NO_POLICY) - unlimited0, 100);
+    let allow0 = stat(&fw, rl_stat::RL_STAT_PASS_UNLIMITED);
+    assert_eq!(
+        burst(&fw, &udp("10.9.9.9", 53), 100),
+        XDP_PASS,
+        "allowlisted: never limited"
+    );
+    assert_eq!(stat(&fw, rl_stat::RL_STAT_PASS_UNLIMITED) - allow0, 100);
+    // pass-and-log: over the rate still passes, and reports once per key and second
+    let (over0, ev0) = (
+        stat(&fw, rl_stat::RL_STAT_PASS_OVER_RATE),
+        stat(&fw, rl_stat::RL_STAT_EVENTS_SENT),
+    );
+    assert_eq!(burst(&fw, &udp("198.51.100.7", 1), 50), XDP_PASS);
+    assert_eq!(stat(&fw, rl_stat::RL_STAT_PASS_OVER_RATE) - over0, 48);
+    assert_eq!(stat(&fw, rl_stat::RL_STAT_EVENTS_SENT) - ev0, 1);
+}
+
+/// Floods one source from `threads` threads, each pinned to its own CPU, for three seconds;
+/// returns the passing rate measured over the last two (the burst is spent by then).
+fn flood_rate(fw: &Firewall, threads: usize, frame: &[u8]) -> f64 {
+    let start = Instant::now();
+    let run = Duration::from_secs(3);
+    std::thread::scope(|s| {
+        for cpu in 0..threads {
+            s.spawn(move || {
+                pin_to_cpu(cpu);
+                // thousands per call: each test run costs milliseconds of wall time here,
+                // and the offered load must stay far above the rate
+                while start.elapsed() < run {
+                    burst(fw, frame, 2000);
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let (p1, t1) = (stat(fw, rl_stat::RL_STAT_PASS_IN_RATE), Instant::now());
+        std::thread::sleep(Duration::from_millis(1800));
+        let (p2, t2) = (stat(fw, rl_stat::RL_STAT_PASS_IN_RATE), Instant::now());
+        (p2 - p1) as f64 / (t2 - t1).as_secs_f64()
+    })
+}
+
+#[test]
+fn configured_rate_holds_pinned_and_spread() {
+    if !privileged("configured_rate_holds_pinned_and_spread") {
+        return;
+    }
+    // Each test run costs ~15 ms of wall time on this machine between its packets: the
+    // burst must cover such a gap (a bucket that fills up wastes refill, as it should), so
+    // 1000 tokens = 200 ms at the rate.
+    const RATE: f64 = 5000.0;
+    let yaml = "ratelimit:\n  policies:\n    - { id: flood, src: 203.0.113.0/24, rate: 5000, burst: 1000 }\n";
+    for (label, threads, src) in [
+        ("pinned to one CPU", 1, "203.0.113.1"),
+        ("spread over all CPUs", cpus(), "203.0.113.2"),
+    ] {
+        let fw = Firewall::load(yaml);
+        let rate = flood_rate(&fw, threads, &udp(src, 9));
+        let ratio = rate / RATE;
+        eprintln!("{label}: {rate:.0} packets/s passed against {RATE} configured ({ratio:.3})");
+        assert!(
+            (0.85..=1.15).contains(&ratio),
+            "{label}: {rate:.0} packets/s passed, {RATE} configured ±15%"
+        );
+    }
+}
