@@ -2,9 +2,9 @@
 /*
  * xdp_ratelimit: per-source (or per-policy) token buckets for the packets the firewall passed.
  * The policy is the first of those covering the source's longest prefix whose protocol and
- * destination port match. Buckets are per CPU (no atomics); a key seen by N CPUs refills each
- * CPU's bucket at rate/N, so the configured rate holds whether a flood is pinned to one CPU
- * or spread over all.
+ * destination port match. Buckets are per CPU (no atomics); each CPU refills at the rate times
+ * its share of the key's recent packets, so the configured rate holds whether a flood is
+ * pinned to one CPU, spread over all, or moving between them.
  */
 #include "lib/common.bpf.h"
 #include "lib/parse.bpf.h"
@@ -107,10 +107,24 @@ static __always_inline bool rl_applies(const struct rl_policy *pol, const struct
 	return true;
 }
 
-/* How many CPUs saw this key within RL_ACTIVE_WINDOW_NS (this one included). */
-static __always_inline __u64 rl_sharing_cpus(const struct rl_key *key, __u32 self, __u64 now)
+static __always_inline __u64 rl_decayed(__u64 recent, __u64 last_ns, __u64 now)
 {
-	__u64 active = 1;
+	/* another CPU may have stamped a packet after this one read the clock */
+	__u64 halvings = now > last_ns ? (now - last_ns) / RL_RECENT_HALF_LIFE_NS : 0;
+
+	return halvings >= 63 ? 0 : recent >> halvings;
+}
+
+/* v * w / 2^16 without overflow or losing the small values (w <= 2^16) */
+static __always_inline __u64 rl_scale(__u64 v, __u64 w)
+{
+	return (v >> 16) * w + (((v & 0xffff) * w) >> 16);
+}
+
+/* The recent packets of this key on the other CPUs. */
+static __always_inline __u64 rl_recent_elsewhere(const struct rl_key *key, __u32 self, __u64 now)
+{
+	__u64 sum = 0;
 	__u32 cpu;
 
 	for (cpu = 0; cpu < RL_MAX_CPUS; cpu++) {
@@ -121,46 +135,51 @@ static __always_inline __u64 rl_sharing_cpus(const struct rl_key *key, __u32 sel
 		if (cpu == self)
 			continue;
 		b = bpf_map_lookup_percpu_elem(&rl_buckets, key, cpu);
-		if (!b || !b->last_ns)
-			continue;
-		/* that CPU may have stamped a packet after this one read the clock */
-		if (b->last_ns > now || now - b->last_ns < RL_ACTIVE_WINDOW_NS)
-			active++;
+		if (b && b->last_ns)
+			sum += rl_decayed(b->recent, b->last_ns, now);
 	}
-	return active;
+	return sum;
 }
 
-/* true when the packet fits the budget; *report when an over-rate event is due */
+/*
+ * true when the packet fits the budget; *report when an over-rate event is due. This CPU
+ * refills at the rate times its share of the key's recent packets and holds as much of the
+ * burst: a flood pinned to one CPU gets the whole rate, one spread evenly over N gets rate/N
+ * on each, and one that moves between CPUs follows within a few half-lives.
+ */
 static __always_inline bool rl_take(const struct rl_key *key, const struct rl_policy *pol,
 				    bool *report)
 {
-	__u64 now = bpf_ktime_get_ns(), share, cap, elapsed;
+	__u64 now = bpf_ktime_get_ns(), own, total, share, cap, elapsed;
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct rl_bucket *b;
 
-	share = rl_sharing_cpus(key, cpu, now);
-	cap = pol->burst * RL_NANO / share;
 	b = bpf_map_lookup_elem(&rl_buckets, key);
 	if (!b) {
-		struct rl_bucket fresh = { .nanotokens = cap, .last_ns = now };
+		struct rl_bucket fresh = {};
 
 		bpf_map_update_elem(&rl_buckets, key, &fresh, BPF_NOEXIST);
 		b = bpf_map_lookup_elem(&rl_buckets, key);
 		if (!b)
 			return true;
 	}
+	own = (b->last_ns ? rl_decayed(b->recent, b->last_ns, now) : 0) + RL_RECENT_ONE;
+	total = own + rl_recent_elsewhere(key, cpu, now);
+	/* this CPU's share in 2^16ths */
+	share = (own << 16) / total;
+	cap = rl_scale(pol->burst * RL_NANO, share);
 	if (!b->last_ns) {
-		/* first packet of this key on this CPU: its share of the burst */
 		b->nanotokens = cap;
 	} else {
 		elapsed = now - b->last_ns;
-		/* bounded so elapsed * rate fits 64 bits at RL's largest rates */
+		/* bounded so that elapsed * rate fits 64 bits at the largest rates */
 		if (elapsed > 10000000000ULL)
 			elapsed = 10000000000ULL;
-		b->nanotokens += elapsed * pol->rate_pps / share;
+		b->nanotokens += rl_scale(elapsed * pol->rate_pps, share);
 		if (b->nanotokens > cap)
 			b->nanotokens = cap;
 	}
+	b->recent = own;
 	b->last_ns = now;
 	if (b->nanotokens >= RL_NANO) {
 		b->nanotokens -= RL_NANO;

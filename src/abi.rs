@@ -73,7 +73,7 @@ const _: () = assert!(std::mem::size_of::<packet_event>() == 56);
 const _: () = assert!(std::mem::size_of::<rl_policy>() == 24);
 const _: () = assert!(std::mem::size_of::<rl_match>() == 24);
 const _: () = assert!(std::mem::size_of::<rl_key>() == 20);
-const _: () = assert!(std::mem::size_of::<rl_bucket>() == 24);
+const _: () = assert!(std::mem::size_of::<rl_bucket>() == 32);
 const _: () = assert!(std::mem::size_of::<fw_lpm_v4_key>() == 12);
 const _: () = assert!(std::mem::size_of::<fw_lpm_v6_key>() == 24);
 const _: () = assert!(std::mem::size_of::<fw_exact_v4_key>() == 8);

@@ -20,12 +20,15 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::abi::xdp_stage;
 use crate::config::{self, Config};
 use crate::control;
 use crate::events::{self, Clock};
 use crate::loader::{self, Dataplane, LoadOptions};
 use crate::maps::firewall::FirewallMaps;
+use crate::maps::ratelimit::RateLimitMaps;
 use crate::metrics::{self, ConsumerCounters, Exporter, Snapshot};
+use crate::ruleset::ratelimit::CompiledRateLimit;
 use crate::ruleset::{self, CompiledRuleset};
 use crate::state::{self, DaemonState, StateLock};
 
@@ -74,13 +77,27 @@ fn load_config(path: &Path, o: &Overrides) -> Result<Config> {
     Ok(cfg)
 }
 
-fn compile(cfg: &Config) -> Result<CompiledRuleset> {
-    ruleset::compile(&cfg.firewall)
-        .map_err(|e| anyhow!("{}: ruleset does not fit: {e:#}", cfg.path.display()))
+fn compile(cfg: &Config) -> Result<(CompiledRuleset, CompiledRateLimit)> {
+    let rs = ruleset::compile(&cfg.firewall)
+        .map_err(|e| anyhow!("{}: ruleset does not fit: {e:#}", cfg.path.display()))?;
+    let rl = ruleset::ratelimit::compile(&cfg.ratelimit).map_err(|e| {
+        anyhow!(
+            "{}: rate-limit policies do not fit: {e:#}",
+            cfg.path.display()
+        )
+    })?;
+    Ok((rs, rl))
 }
 
-/// Rule ids by generation, so that events decode with the ruleset that produced them.
-pub(crate) type RuleNames = Arc<RwLock<[Vec<String>; 2]>>;
+/// Rule and policy ids by generation, so that events decode with the ruleset that produced
+/// them.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    pub firewall: [Vec<String>; 2],
+    pub ratelimit: [Vec<String>; 2],
+}
+
+pub(crate) type RuleNames = Arc<RwLock<Names>>;
 
 /// Where decoded events go: stdout or the events file, subscribers of the control socket, and
 /// a short history.
@@ -167,9 +184,13 @@ pub(crate) fn spawn_event_reader(
     let flush_sink = sink.clone();
     let mut rb = RingBufferBuilder::new();
     rb.add(&events_map, move |data: &[u8]| {
-        let named = |gen: u32, rank: u16| {
+        let named = |space: events::RuleSpace, gen: u32, index: u16| {
             let names = names.read().unwrap_or_else(|p| p.into_inner());
-            names[(gen & 1) as usize].get(usize::from(rank)).cloned()
+            let by_gen = match space {
+                events::RuleSpace::Firewall => &names.firewall,
+                events::RuleSpace::RateLimit => &names.ratelimit,
+            };
+            by_gen[(gen & 1) as usize].get(usize::from(index)).cloned()
         };
         match events::decode(data, &clock, named).and_then(|ev| serde_json::to_string(&ev).ok()) {
             Some(line) => sink.emit(line),
@@ -203,9 +224,9 @@ struct Daemon {
     opts: Options,
     cfg: Config,
     dp: Dataplane,
-    maps: FirewallMaps,
-    /// the ruleset installed in each generation, when this process knows it
-    installed: [Option<CompiledRuleset>; 2],
+    fw: Staged<FirewallMaps>,
+    rl: Staged<RateLimitMaps>,
+    /// the firewall's active generation (what status and metrics report)
     generation: u32,
     names: RuleNames,
     lock: StateLock,
@@ -216,30 +237,30 @@ struct Daemon {
 impl Daemon {
     fn start(opts: Options) -> Result<Daemon> {
         let cfg = load_config(&opts.config, &opts.overrides)?;
-        let rs = compile(&cfg)?;
+        let (rs, rl) = compile(&cfg)?;
         loader::ensure_bpffs(&cfg.pin_root)?;
         let lock = StateLock::acquire(&cfg.pin_root)?;
         let dp = Dataplane::load(&LoadOptions {
             pin_root: Some(cfg.pin_root.clone()),
             bench_addrs: None,
         })?;
-        let maps = dp.firewall_maps()?;
+        let fw = Staged::new(dp.firewall_maps()?)?;
+        let rl_stage = Staged::new(dp.ratelimit_maps()?)?;
         let mut d = Daemon {
             opts,
             cfg,
             dp,
-            maps,
-            installed: [None, None],
+            fw,
+            rl: rl_stage,
             generation: 0,
-            names: Arc::new(RwLock::new([Vec::new(), Vec::new()])),
+            names: Arc::new(RwLock::new(Names::default())),
             lock,
             reloads_ok: 0,
             reloads_failed: 0,
         };
         // What an earlier daemon left in the inactive generation is unknown: clear it whole.
         let adopted = d.dp.adopted;
-        d.generation = d.maps.active_generation()?;
-        d.activate(rs, !adopted)?;
+        d.activate(rs, rl, !adopted)?;
         let wanted = d.cfg.interfaces.clone();
         for ifname in &wanted {
             d.dp.attach_xdp(ifname, d.cfg.xdp_mode)?;
@@ -254,24 +275,30 @@ impl Daemon {
         Ok(d)
     }
 
-    /// Installs `rs` in the inactive generation, flips to it, then retires the old one.
-    fn activate(&mut self, rs: CompiledRuleset, inactive_clean: bool) -> Result<()> {
-        let next = self.generation ^ 1;
-        // Named before the flip: the first events of the new generation follow at once.
-        self.names.write().unwrap_or_else(|p| p.into_inner())[next as usize] =
-            rs.ranks.iter().map(|r| r.id.clone()).collect();
-        let retiring = self.installed[self.generation as usize].take();
-        self.generation =
-            self.maps
-                .replace(&rs, inactive_clean, retiring.as_ref(), RETIRE_GRACE)?;
-        self.installed[self.generation as usize] = Some(rs);
+    /// Applies a compiled config: firewall first, then the rate limiter and its chain slot.
+    /// Events are named before each flip: the first ones of a generation follow at once.
+    fn activate(
+        &mut self,
+        rs: CompiledRuleset,
+        rl: CompiledRateLimit,
+        inactive_clean: bool,
+    ) -> Result<()> {
+        {
+            let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
+            names.firewall[(self.fw.generation ^ 1) as usize] =
+                rs.ranks.iter().map(|r| r.id.clone()).collect();
+            names.ratelimit[(self.rl.generation ^ 1) as usize] = rl.ids.clone();
+        }
+        self.fw.activate(rs, inactive_clean)?;
+        let enabled = !rl.policies.is_empty();
+        self.rl.activate(rl, inactive_clean)?;
+        self.dp.set_stage(xdp_stage::XDP_STAGE_RATELIMIT, enabled)?;
+        self.generation = self.fw.generation;
         Ok(())
     }
 
     fn active(&self) -> &CompiledRuleset {
-        self.installed[self.generation as usize]
-            .as_ref()
-            .expect("the active generation was installed by this process")
+        self.fw.active()
     }
 
     fn reload(&mut self) -> Result<u32> {
@@ -283,13 +310,13 @@ impl Daemon {
                 cfg.pin_root.display()
             );
         }
-        let rs = compile(&cfg)?;
+        let (rs, rl) = compile(&cfg)?;
         for ifname in &cfg.interfaces {
             if !self.cfg.interfaces.contains(ifname) {
                 self.dp.attach_xdp(ifname, cfg.xdp_mode)?;
             }
         }
-        self.activate(rs, true)?;
+        self.activate(rs, rl, true)?;
         for ifname in &self.cfg.interfaces {
             if !cfg.interfaces.contains(ifname) {
                 self.dp.detach_xdp(ifname)?;
@@ -355,12 +382,46 @@ impl Daemon {
         };
         let rules: Vec<String> = self.active().ranks.iter().map(|r| r.id.clone()).collect();
         Snapshot::read(
-            &self.maps,
+            &self.fw.maps,
             self.generation,
             &rules,
             &metrics::fill_levels(self.active()),
             &consumer,
         )
+    }
+}
+
+/// A ruleset's two generations as this process knows them.
+struct Staged<M: Generations> {
+    maps: M,
+    installed: [Option<M::Ruleset>; 2],
+    generation: u32,
+}
+
+impl<M: Generations> Staged<M> {
+    fn new(maps: M) -> Result<Self> {
+        let generation = maps.active_generation()?;
+        Ok(Staged {
+            maps,
+            installed: [None, None],
+            generation,
+        })
+    }
+
+    /// Installs `rs` in the inactive generation, flips to it, then retires the old one.
+    fn activate(&mut self, rs: M::Ruleset, inactive_clean: bool) -> Result<()> {
+        let retiring = self.installed[self.generation as usize].take();
+        self.generation =
+            self.maps
+                .replace(&rs, inactive_clean, retiring.as_ref(), RETIRE_GRACE)?;
+        self.installed[self.generation as usize] = Some(rs);
+        Ok(())
+    }
+
+    fn active(&self) -> &M::Ruleset {
+        self.installed[self.generation as usize]
+            .as_ref()
+            .expect("the active generation was installed by this process")
     }
 }
 

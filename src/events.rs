@@ -137,20 +137,30 @@ pub struct EveEvent {
     pub cpu: u8,
 }
 
-/// `rule_name` resolves the kernel's (generation, rank) to the operator's rule id.
+/// Which list an event's rule_id indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleSpace {
+    /// firewall rules by rank
+    Firewall,
+    /// rate-limit policies by index
+    RateLimit,
+}
+
+/// `rule_name` resolves the kernel's (space, generation, index) to the operator's id.
 pub fn decode(
     bytes: &[u8],
     clock: &Clock,
-    rule_name: impl Fn(u32, u16) -> Option<String>,
+    rule_name: impl Fn(RuleSpace, u32, u16) -> Option<String>,
 ) -> Option<EveEvent> {
     let ev: packet_event = abi::read(bytes)?;
     let icmp = matches!(ev.protocol, 1 | 58);
     let has_ports = matches!(ev.protocol, 6 | 17);
-    let reason = match event_kind(u32::from(ev.kind)) {
-        event_kind::EVENT_FW_RULE => "rule",
-        event_kind::EVENT_FW_DEFAULT_POLICY => "default_policy",
-        event_kind::EVENT_FW_MALFORMED => "malformed",
-        _ => "unknown",
+    let (event_type, space, reason) = match event_kind(u32::from(ev.kind)) {
+        event_kind::EVENT_FW_RULE => ("firewall", RuleSpace::Firewall, "rule"),
+        event_kind::EVENT_FW_DEFAULT_POLICY => ("firewall", RuleSpace::Firewall, "default_policy"),
+        event_kind::EVENT_FW_MALFORMED => ("firewall", RuleSpace::Firewall, "malformed"),
+        event_kind::EVENT_RL_OVER_RATE => ("ratelimit", RuleSpace::RateLimit, "over_rate"),
+        _ => ("unknown", RuleSpace::Firewall, "unknown"),
     };
     let action = match event_action(u32::from(ev.action)) {
         event_action::EVENT_ACTION_PASS => "pass",
@@ -160,7 +170,7 @@ pub fn decode(
     };
     Some(EveEvent {
         timestamp: clock.rfc3339(ev.timestamp_ns),
-        event_type: "firewall",
+        event_type,
         src_ip: addr(ev.src_addr),
         src_port: has_ports.then_some(ev.src_port),
         dest_ip: addr(ev.dst_addr),
@@ -171,7 +181,7 @@ pub fn decode(
         action,
         reason,
         rule_id: abi::event_rule_parts(ev.rule_id)
-            .map(|(gen, rank)| rule_name(gen, rank).unwrap_or_else(|| format!("#{rank}"))),
+            .map(|(gen, i)| rule_name(space, gen, i).unwrap_or_else(|| format!("#{i}"))),
         in_iface: cached_ifname(ev.ifindex),
         vlan: (ev.vlan_id != 0).then_some(ev.vlan_id),
         cpu: ev.cpu,

@@ -317,7 +317,8 @@ fn run_frames(
     builder
         .add(&fw.dp.firewall.maps.events, |data: &[u8]| {
             let raw: Option<packet_event> = abi::read(data);
-            let decoded = events::decode(data, &clock, |_, r| names.get(usize::from(r)).cloned());
+            let decoded =
+                events::decode(data, &clock, |_, _, r| names.get(usize::from(r)).cloned());
             received.borrow_mut().push(match (raw, decoded) {
                 (Some(raw), Some(ev)) => Ok(Event {
                     src: ev.src_ip,

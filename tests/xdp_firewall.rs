@@ -688,8 +688,9 @@ firewall:
     let clock = ebpfsentinel::events::Clock::now();
     let mut rb = libbpf_rs::RingBufferBuilder::new();
     rb.add(&fw.dp.firewall.maps.events, move |data: &[u8]| {
-        let ev = ebpfsentinel::events::decode(data, &clock, |_, r| names.get(r as usize).cloned())
-            .expect("56-byte record");
+        let ev =
+            ebpfsentinel::events::decode(data, &clock, |_, _, r| names.get(r as usize).cloned())
+                .expect("56-byte record");
         sink.lock()
             .unwrap()
             .push(serde_json::to_value(&ev).unwrap());

@@ -11,10 +11,12 @@ enum rl_limits {
 	/* tracked keys (sources, or one per policy-keyed policy); least recently used evicted */
 	RL_MAX_BUCKETS = 1 << 20,
 	/*
-	 * A CPU counts as sharing a key's budget while it saw that key this recently: a key seen
-	 * by N CPUs refills each of their buckets at rate/N (see src/ruleset/ratelimit.rs).
+	 * Each CPU's share of a key's rate is its share of the key's recent packets, counted with
+	 * this half-life (see src/ruleset/ratelimit.rs).
 	 */
-	RL_ACTIVE_WINDOW_NS = 1000000000,
+	RL_RECENT_HALF_LIFE_NS = 50000000,
+	/* one packet in the recent-packet counters */
+	RL_RECENT_ONE = 1024,
 	/* at most one event per key and this interval while the key is over its rate */
 	RL_EVENT_INTERVAL_NS = 1000000000,
 	/* CPUs whose buckets are consulted; more CPUs than this share as if they were one */
@@ -66,6 +68,8 @@ struct rl_bucket {
 	__u64 nanotokens;
 	__u64 last_ns;
 	__u64 last_event_ns;
+	/* packets this CPU saw of the key, in RL_RECENT_ONE units, halved every half-life */
+	__u64 recent;
 };
 
 enum rl_stat {
@@ -84,6 +88,6 @@ enum rl_stat {
 _Static_assert(sizeof(struct rl_policy) == 24, "rl_policy layout");
 _Static_assert(sizeof(struct rl_match) == 24, "rl_match layout");
 _Static_assert(sizeof(struct rl_key) == 20, "rl_key layout");
-_Static_assert(sizeof(struct rl_bucket) == 24, "rl_bucket layout");
+_Static_assert(sizeof(struct rl_bucket) == 32, "rl_bucket layout");
 
 #endif

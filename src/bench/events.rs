@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::{print_targets, write_json, Target};
 use crate::abi::fw_stat;
 use crate::config::{self, Config};
-use crate::daemon::{spawn_event_reader, EventSink};
+use crate::daemon::{spawn_event_reader, EventSink, Names};
 use crate::loader::{Dataplane, LoadOptions};
 use crate::packet::{PacketBuilder, TcpFlags};
 use crate::ruleset;
@@ -51,23 +51,19 @@ fn logging_config() -> Result<Config> {
     .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn setup() -> Result<(
-    Dataplane,
-    crate::maps::firewall::FirewallMaps,
-    [Vec<String>; 2],
-)> {
+fn setup() -> Result<(Dataplane, crate::maps::firewall::FirewallMaps, Names)> {
     let dp = Dataplane::load(&LoadOptions::default())?;
     let maps = dp.firewall_maps()?;
     let rs = ruleset::compile(&logging_config()?.firewall)?;
     let gen = maps.apply(&rs)?;
-    let mut names: [Vec<String>; 2] = [Vec::new(), Vec::new()];
-    names[gen as usize] = rs.ranks.iter().map(|r| r.id.clone()).collect();
+    let mut names = Names::default();
+    names.firewall[gen as usize] = rs.ranks.iter().map(|r| r.id.clone()).collect();
     Ok((dp, maps, names))
 }
 
 fn start_reader(
     dp: &Dataplane,
-    names: [Vec<String>; 2],
+    names: Names,
 ) -> Result<(Arc<EventSink>, Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
     let sink = Arc::new(EventSink::new(Some(PathBuf::from("/dev/null")))?);
     let stop = Arc::new(AtomicBool::new(false));

@@ -17,9 +17,15 @@ pub fn execute(args: CheckArgs) -> Result<Outcome> {
     let cfg = config::load(&args.config.config).map_err(|e| anyhow!("invalid config:\n{e}"))?;
     let rs = ruleset::compile(&cfg.firewall)
         .map_err(|e| anyhow!("{}: ruleset does not fit: {e:#}", cfg.path.display()))?;
+    let rl = ruleset::ratelimit::compile(&cfg.ratelimit).map_err(|e| {
+        anyhow!(
+            "{}: rate-limit policies do not fit: {e:#}",
+            cfg.path.display()
+        )
+    })?;
     let cidr_only = rs.ranks.iter().filter(|r| r.cidr_only).count();
     println!(
-        "{}: ok: {} rules ({} CIDR-only with {} prefixes, {} IPv4 and {} IPv6 general), {} aliases, {} allowlist prefixes, {} match sets",
+        "{}: ok: {} rules ({} CIDR-only with {} prefixes, {} IPv4 and {} IPv6 general), {} aliases, {} allowlist prefixes, {} match sets, {} rate-limit policies",
         cfg.path.display(),
         rs.ranks.len(),
         cidr_only,
@@ -29,6 +35,7 @@ pub fn execute(args: CheckArgs) -> Result<Outcome> {
         cfg.firewall.aliases.len(),
         rs.allow[0].len() + rs.allow[1].len(),
         rs.bitmaps.len(),
+        rl.policies.len(),
     );
     Ok(Outcome::Ok)
 }

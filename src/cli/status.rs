@@ -5,9 +5,10 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{Outcome, PinRootArg};
-use crate::abi::fw_stat;
+use crate::abi::{fw_stat, rl_stat};
 use crate::links::{self, XdpAttachment};
 use crate::maps::firewall::FirewallMaps;
+use crate::maps::ratelimit::RateLimitMaps;
 use crate::metrics;
 use crate::state::{self, MapLevel};
 
@@ -52,6 +53,7 @@ struct Status {
     interfaces: Vec<InterfaceStatus>,
     maps: Vec<MapLevel>,
     counters: Vec<(String, u64)>,
+    ratelimit: Vec<(String, u64)>,
     kernel: crate::features::Features,
 }
 
@@ -60,6 +62,20 @@ fn counter_name(stat: fw_stat) -> String {
     match metrics::stat_label(stat) {
         ("", what) => what.to_string(),
         (verdict, reason) => format!("{verdict}/{reason}"),
+    }
+}
+
+fn rl_counter_name(stat: rl_stat) -> &'static str {
+    match stat {
+        rl_stat::RL_STAT_SEEN => "seen",
+        rl_stat::RL_STAT_PASS_UNLIMITED => "pass/unlimited",
+        rl_stat::RL_STAT_PASS_NO_POLICY => "pass/no_policy",
+        rl_stat::RL_STAT_PASS_IN_RATE => "pass/in_rate",
+        rl_stat::RL_STAT_PASS_OVER_RATE => "pass/over_rate",
+        rl_stat::RL_STAT_DROP_OVER_RATE => "drop/over_rate",
+        rl_stat::RL_STAT_EVENTS_SENT => "events_sent",
+        rl_stat::RL_STAT_EVENTS_DROPPED => "events_dropped",
+        _ => "unknown",
     }
 }
 
@@ -132,6 +148,15 @@ pub fn execute(args: StatusArgs) -> Result<Outcome> {
         interfaces,
         maps: map_levels,
         counters,
+        ratelimit: RateLimitMaps::from_pins(root)
+            .and_then(|m| m.stats())
+            .map(|v| {
+                v.into_iter()
+                    .enumerate()
+                    .map(|(i, n)| (rl_counter_name(rl_stat(i as u32)).to_string(), n))
+                    .collect()
+            })
+            .unwrap_or_default(),
         kernel: crate::features::probe(),
     };
     let found = status.daemon_pid.is_some() || status.pinned;
@@ -188,6 +213,12 @@ fn print_text(status: &Status) {
         println!("packets by verdict:");
     }
     for (name, n) in &status.counters {
+        println!("  {name:<24} {n}");
+    }
+    if !status.ratelimit.is_empty() {
+        println!("rate limiter:");
+    }
+    for (name, n) in &status.ratelimit {
         println!("  {name:<24} {n}");
     }
     if !status.rules.is_empty() {

@@ -3,10 +3,13 @@
 //! first (file order among equals), so the kernel takes the first whose protocol and port
 //! match.
 //!
-//! How the configured rate holds on several CPUs: buckets are per CPU (no atomics), and a CPU
-//! that sees a key counts the CPUs that saw it within the last second (reading their buckets
-//! with bpf_map_lookup_percpu_elem); each refills at rate/N and holds burst/N. A flood pinned
-//! to one CPU gets the whole rate there; one spread over N CPUs gets rate/N on each.
+//! How the configured rate holds on several CPUs: buckets are per CPU (no atomics). Each keeps
+//! a count of the key's recent packets on that CPU (halved every 50 ms); a CPU reads the other
+//! CPUs' counts (bpf_map_lookup_percpu_elem) and refills at the rate times its own share, and
+//! holds that share of the burst. A flood pinned to one CPU gets the whole rate there, one
+//! spread evenly over N CPUs gets rate/N on each, and a flow that moves from CPU to CPU (as a
+//! single flow through veth does when its sender migrates) follows within a few half-lives.
+//! Counting CPUs instead of packets would halve such a moving flow's rate.
 
 use anyhow::{bail, Result};
 use ipnet::IpNet;
