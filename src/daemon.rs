@@ -283,18 +283,76 @@ impl Daemon {
         rl: CompiledRateLimit,
         inactive_clean: bool,
     ) -> Result<()> {
-        {
-            let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
-            names.firewall[(self.fw.generation ^ 1) as usize] =
-                rs.ranks.iter().map(|r| r.id.clone()).collect();
-            names.ratelimit[(self.rl.generation ^ 1) as usize] = rl.ids.clone();
-        }
+        self.names
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .firewall[(self.fw.generation ^ 1) as usize] =
+            rs.ranks.iter().map(|r| r.id.clone()).collect();
         self.fw.activate(rs, inactive_clean)?;
+        self.generation = self.fw.generation;
+        self.activate_ratelimit(rl, inactive_clean)
+    }
+
+    fn activate_ratelimit(&mut self, rl: CompiledRateLimit, inactive_clean: bool) -> Result<()> {
+        self.names
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .ratelimit[(self.rl.generation ^ 1) as usize] = rl.ids.clone();
         let enabled = !rl.policies.is_empty();
         self.rl.activate(rl, inactive_clean)?;
-        self.dp.set_stage(xdp_stage::XDP_STAGE_RATELIMIT, enabled)?;
-        self.generation = self.fw.generation;
-        Ok(())
+        self.dp.set_stage(xdp_stage::XDP_STAGE_RATELIMIT, enabled)
+    }
+
+    /// `ratelimit set|del|list` on the running system: the change holds until the next reload
+    /// re-reads the config file.
+    fn ratelimit_command(&mut self, command: &str) -> Result<String> {
+        let mut policies = self.cfg.ratelimit.clone();
+        if command == "list" {
+            let rows: Vec<serde_json::Value> = policies
+                .policies
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "id": p.id,
+                        "src": p.src.as_ref().map(|m| m.nets.iter().map(|n| n.to_string()).collect::<Vec<_>>()),
+                        "proto": p.proto.map(|x| x.to_string()),
+                        "dst_port": p.dst_port.map(|r| if r.lo == r.hi { r.lo.to_string() } else { format!("{}-{}", r.lo, r.hi) }),
+                        "rate": p.rate,
+                        "burst": p.burst,
+                        "action": match p.action { config::RateAction::Drop => "drop", config::RateAction::PassAndLog => "pass-and-log" },
+                        "key": match p.key { config::RateKey::Source => "source", config::RateKey::Policy => "policy" },
+                    })
+                })
+                .collect();
+            return Ok(serde_json::to_string(&rows)?);
+        }
+        if let Some(id) = command.strip_prefix("del ") {
+            let before = policies.policies.len();
+            policies.policies.retain(|p| p.id != id.trim());
+            if policies.policies.len() == before {
+                bail!("no rate-limit policy `{}`", id.trim());
+            }
+        } else if let Some(mapping) = command.strip_prefix("set ") {
+            let text = format!("ratelimit:\n  policies:\n    - {mapping}\n");
+            let parsed = config::parse_str(&text, Path::new("<ratelimit set>"))
+                .map_err(|e| anyhow!("{e}"))?;
+            let policy = parsed
+                .ratelimit
+                .policies
+                .into_iter()
+                .next()
+                .context("no policy given")?;
+            match policies.policies.iter_mut().find(|p| p.id == policy.id) {
+                Some(existing) => *existing = policy,
+                None => policies.policies.push(policy),
+            }
+        } else {
+            bail!("unknown ratelimit command `{command}`");
+        }
+        let rl = ruleset::ratelimit::compile(&policies)?;
+        self.activate_ratelimit(rl, true)?;
+        self.cfg.ratelimit = policies;
+        Ok(format!("ok {} policies", self.cfg.ratelimit.policies.len()))
     }
 
     fn active(&self) -> &CompiledRuleset {
@@ -427,6 +485,7 @@ impl<M: Generations> Staged<M> {
 
 enum Request {
     Reload(oneshot::Sender<Result<u32, String>>),
+    RateLimit(String, oneshot::Sender<Result<String, String>>),
 }
 
 async fn serve_client(
@@ -446,6 +505,21 @@ async fn serve_client(
                 .map_err(|_| anyhow!("daemon stopping"))?;
             let answer = match rx.await? {
                 Ok(gen) => format!("ok generation {gen}\n"),
+                Err(e) => format!("error {}\n", e.replace('\n', "\n      ")),
+            };
+            write.write_all(answer.as_bytes()).await?;
+        }
+        cmd if cmd.starts_with("ratelimit ") => {
+            let (tx, rx) = oneshot::channel();
+            requests
+                .send(Request::RateLimit(
+                    cmd["ratelimit ".len()..].to_string(),
+                    tx,
+                ))
+                .await
+                .map_err(|_| anyhow!("daemon stopping"))?;
+            let answer = match rx.await? {
+                Ok(text) => format!("{text}\n"),
                 Err(e) => format!("error {}\n", e.replace('\n', "\n      ")),
             };
             write.write_all(answer.as_bytes()).await?;
@@ -568,9 +642,20 @@ async fn serve(opts: Options) -> Result<()> {
                 }
                 let _ = d.reload_and_report(&sink, exporter.as_ref());
             }
-            Some(Request::Reload(reply)) = req_rx.recv() => {
-                let _ = reply.send(d.reload_and_report(&sink, exporter.as_ref()));
-            }
+            Some(request) = req_rx.recv() => match request {
+                Request::Reload(reply) => {
+                    let _ = reply.send(d.reload_and_report(&sink, exporter.as_ref()));
+                }
+                Request::RateLimit(command, reply) => {
+                    let outcome = d.ratelimit_command(&command).map_err(|e| format!("{e:#}"));
+                    if let Ok(text) = &outcome {
+                        if !command.starts_with("list") {
+                            eprintln!("ebpfsentinel: ratelimit {command}: {text}");
+                        }
+                    }
+                    let _ = reply.send(outcome);
+                }
+            },
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
                     let (sink, tx) = (sink.clone(), req_tx.clone());

@@ -5,6 +5,7 @@ mod check;
 mod down;
 mod events;
 mod gen_docs;
+mod ratelimit;
 mod reload;
 mod run;
 mod stats;
@@ -35,6 +36,7 @@ enum Command {
     Reload(reload::ReloadArgs),
     Events(events::EventsArgs),
     Down(down::DownArgs),
+    Ratelimit(ratelimit::RateLimitArgs),
     Status(status::StatusArgs),
     Stats(stats::StatsArgs),
     Bench(bench::BenchArgs),
@@ -57,6 +59,7 @@ impl Cli {
             Command::Reload(a) => reload::execute(a),
             Command::Events(a) => events::execute(a),
             Command::Down(a) => down::execute(a),
+            Command::Ratelimit(a) => ratelimit::execute(a),
             Command::Status(a) => status::execute(a),
             Command::Stats(a) => stats::execute(a),
             Command::Bench(a) => bench::execute(a),
