@@ -50,6 +50,22 @@ struct {
 	__type(value, struct rl_match);
 } rl_lpm_v6 SEC(".maps");
 
+/* generation -> the ICMP guard's settings */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ES_GENERATIONS);
+	__type(key, __u32);
+	__type(value, struct rl_guards);
+} rl_guards SEC(".maps");
+
+/* (generation, UDP source port) -> the amplification guard's rate for that service */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RL_MAX_AMP_PORTS *ES_GENERATIONS);
+	__type(key, struct rl_amp_key);
+	__type(value, struct rl_amp_port);
+} rl_amp_ports SEC(".maps");
+
 /* (policy, source) -> token bucket, per CPU; the least recently used key goes first */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
@@ -71,6 +87,7 @@ enum rl_limits _rl_limits_btf;
 enum rl_action _rl_action_btf;
 enum rl_key_mode _rl_key_mode_btf;
 enum rl_stat _rl_stat_btf;
+enum rl_guard_key _rl_guard_key_btf;
 
 static __always_inline void rl_count(__u32 stat)
 {
@@ -192,6 +209,84 @@ static __always_inline bool rl_take(const struct rl_key *key, const struct rl_po
 	return false;
 }
 
+static __always_inline void rl_report(struct xdp_md *ctx, const struct pkt *p, __u8 kind,
+				      __u8 action, __u16 rule_id)
+{
+	if (emit_packet_event(ctx->ingress_ifindex, p, kind, action, rule_id))
+		rl_count(RL_STAT_EVENTS_SENT);
+	else
+		rl_count(RL_STAT_EVENTS_DROPPED);
+}
+
+#define RL_GUARD_NONE -1
+
+/*
+ * The DDoS guards: XDP_DROP, XDP_PASS, or RL_GUARD_NONE when no guard covers the packet.
+ * Path MTU discovery (ICMP "fragmentation needed", ICMPv6 "packet too big") is never limited.
+ */
+static __always_inline int rl_guard(struct xdp_md *ctx, const struct pkt *p, __u32 gen)
+{
+	struct rl_key key = { .family = p->family };
+	struct rl_policy budget = {};
+	const struct rl_guards *g;
+	bool report = false;
+	__u8 kind;
+
+	if (!(p->flags & PKT_F_L4))
+		return RL_GUARD_NONE;
+	__builtin_memcpy(key.addr, p->saddr, 16);
+	if ((p->proto == IPPROTO_ICMP && p->family == FW_FAMILY_V4) ||
+	    (p->proto == NH_ICMPV6 && p->family == FW_FAMILY_V6)) {
+		bool v4 = p->family == FW_FAMILY_V4;
+		__u16 type = p->sport, code = p->dport;
+		bool echo;
+
+		g = bpf_map_lookup_elem(&rl_guards, &gen);
+		if (!g || !g->icmp_rate_pps)
+			return RL_GUARD_NONE;
+		if ((v4 && type == 3 && code == 4) || (!v4 && type == 2)) {
+			rl_count(RL_STAT_ICMP_PASSED);
+			return XDP_PASS;
+		}
+		echo = v4 ? (type == 8 || type == 0) : (type == 128 || type == 129);
+		/* 8 bytes of ICMP header before the echo data */
+		if (echo && g->icmp_max_payload && p->l4_len > g->icmp_max_payload + 8) {
+			rl_count(RL_STAT_ICMP_OVERSIZED);
+			return XDP_DROP;
+		}
+		key.policy = RL_KEY_ICMP;
+		budget.rate_pps = g->icmp_rate_pps;
+		budget.burst = g->icmp_burst;
+		kind = EVENT_DDOS_ICMP;
+		if (rl_take(&key, &budget, &report)) {
+			rl_count(RL_STAT_ICMP_PASSED);
+			return XDP_PASS;
+		}
+		rl_count(RL_STAT_ICMP_DROPPED);
+	} else if (p->proto == IPPROTO_UDP) {
+		struct rl_amp_key ak = { .gen = gen, .port = p->sport };
+		const struct rl_amp_port *amp = bpf_map_lookup_elem(&rl_amp_ports, &ak);
+
+		if (!amp)
+			return RL_GUARD_NONE;
+		key.policy = RL_KEY_AMP_BASE + (amp->index & (RL_MAX_AMP_PORTS - 1));
+		budget.rate_pps = amp->rate_pps;
+		budget.burst = amp->burst;
+		kind = EVENT_DDOS_AMP;
+		if (rl_take(&key, &budget, &report)) {
+			rl_count(RL_STAT_AMP_PASSED);
+			return XDP_PASS;
+		}
+		rl_count(RL_STAT_AMP_DROPPED);
+	} else {
+		return RL_GUARD_NONE;
+	}
+	if (report)
+		rl_report(ctx, p, kind, EVENT_ACTION_DROP,
+			  EVENT_RULE(gen, key.policy & EVENT_RULE_RANK_MASK));
+	return XDP_DROP;
+}
+
 static __always_inline int rl_decide(struct xdp_md *ctx, struct pkt *p)
 {
 	const struct rl_policy *pol = NULL;
@@ -211,6 +306,8 @@ static __always_inline int rl_decide(struct xdp_md *ctx, struct pkt *p)
 	if (!genp)
 		return XDP_PASS;
 	gen = *genp & 1;
+	if (rl_guard(ctx, p, gen) == XDP_DROP)
+		return XDP_DROP;
 	m = rl_lookup(p, gen);
 	if (!m) {
 		rl_count(RL_STAT_PASS_NO_POLICY);
@@ -242,15 +339,10 @@ static __always_inline int rl_decide(struct xdp_md *ctx, struct pkt *p)
 		rl_count(RL_STAT_PASS_IN_RATE);
 		return XDP_PASS;
 	}
-	if (report) {
-		__u8 action = pol->action == RL_ACTION_DROP ? EVENT_ACTION_DROP : EVENT_ACTION_PASS;
-
-		if (emit_packet_event(ctx->ingress_ifindex, p, EVENT_RL_OVER_RATE, action,
-				      EVENT_RULE(gen, key.policy)))
-			rl_count(RL_STAT_EVENTS_SENT);
-		else
-			rl_count(RL_STAT_EVENTS_DROPPED);
-	}
+	if (report)
+		rl_report(ctx, p, EVENT_RL_OVER_RATE,
+			  pol->action == RL_ACTION_DROP ? EVENT_ACTION_DROP : EVENT_ACTION_PASS,
+			  EVENT_RULE(gen, key.policy));
 	if (pol->action == RL_ACTION_PASS_LOG) {
 		rl_count(RL_STAT_PASS_OVER_RATE);
 		return XDP_PASS;

@@ -4,7 +4,8 @@
 use crate::skel::xdp_firewall::types;
 
 pub use crate::skel::xdp_ratelimit::types::{
-    rl_action, rl_bucket, rl_key, rl_key_mode, rl_limits, rl_match, rl_policy, rl_stat,
+    rl_action, rl_amp_key, rl_amp_port, rl_bucket, rl_guard_key, rl_guards, rl_key, rl_key_mode,
+    rl_limits, rl_match, rl_policy, rl_stat,
 };
 pub use types::{
     bench_addr, es_limits, event_action, event_kind, event_rule, fw_action, fw_bitmap, fw_cls_hash,
@@ -36,7 +37,10 @@ plain!(
     fw_rule_ref,
     fw_settings,
     packet_event,
+    rl_amp_key,
+    rl_amp_port,
     rl_bucket,
+    rl_guards,
     rl_key,
     rl_match,
     rl_policy

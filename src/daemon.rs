@@ -95,6 +95,8 @@ fn compile(cfg: &Config) -> Result<(CompiledRuleset, CompiledRateLimit)> {
 pub(crate) struct Names {
     pub firewall: [Vec<String>; 2],
     pub ratelimit: [Vec<String>; 2],
+    /// (rule_id rank, name) of the DDoS guards
+    pub guards: [Vec<(u16, String)>; 2],
 }
 
 pub(crate) type RuleNames = Arc<RwLock<Names>>;
@@ -186,11 +188,15 @@ pub(crate) fn spawn_event_reader(
     rb.add(&events_map, move |data: &[u8]| {
         let named = |space: events::RuleSpace, gen: u32, index: u16| {
             let names = names.read().unwrap_or_else(|p| p.into_inner());
-            let by_gen = match space {
-                events::RuleSpace::Firewall => &names.firewall,
-                events::RuleSpace::RateLimit => &names.ratelimit,
-            };
-            by_gen[(gen & 1) as usize].get(usize::from(index)).cloned()
+            let g = (gen & 1) as usize;
+            match space {
+                events::RuleSpace::Firewall => names.firewall[g].get(usize::from(index)).cloned(),
+                events::RuleSpace::RateLimit => names.ratelimit[g].get(usize::from(index)).cloned(),
+                events::RuleSpace::Guard => names.guards[g]
+                    .iter()
+                    .find(|(rank, _)| *rank == index)
+                    .map(|(_, n)| n.clone()),
+            }
         };
         match events::decode(data, &clock, named).and_then(|ev| serde_json::to_string(&ev).ok()) {
             Some(line) => sink.emit(line),
@@ -349,7 +355,7 @@ impl Daemon {
         } else {
             bail!("unknown ratelimit command `{command}`");
         }
-        let rl = ruleset::ratelimit::compile(&policies)?;
+        let rl = ruleset::ratelimit::compile(&policies)?.with_guards(&self.cfg.ddos)?;
         self.activate_ratelimit(rl, true)?;
         self.cfg.ratelimit = policies;
         Ok(format!("ok {} policies", self.cfg.ratelimit.policies.len()))

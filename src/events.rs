@@ -144,6 +144,8 @@ pub enum RuleSpace {
     Firewall,
     /// rate-limit policies by index
     RateLimit,
+    /// the DDoS guards' bucket keys
+    Guard,
 }
 
 /// `rule_name` resolves the kernel's (space, generation, index) to the operator's id.
@@ -160,6 +162,8 @@ pub fn decode(
         event_kind::EVENT_FW_DEFAULT_POLICY => ("firewall", RuleSpace::Firewall, "default_policy"),
         event_kind::EVENT_FW_MALFORMED => ("firewall", RuleSpace::Firewall, "malformed"),
         event_kind::EVENT_RL_OVER_RATE => ("ratelimit", RuleSpace::RateLimit, "over_rate"),
+        event_kind::EVENT_DDOS_ICMP => ("ddos", RuleSpace::Guard, "icmp_flood"),
+        event_kind::EVENT_DDOS_AMP => ("ddos", RuleSpace::Guard, "amplification"),
         _ => ("unknown", RuleSpace::Firewall, "unknown"),
     };
     let action = match event_action(u32::from(ev.action)) {

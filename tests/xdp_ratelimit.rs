@@ -295,3 +295,136 @@ fn udp_flood_is_cut_to_the_rate_in_the_lab() {
         "unlimited source"
     );
 }
+
+#[test]
+fn icmp_and_amplification_guards() {
+    if !privileged("icmp_and_amplification_guards") {
+        return;
+    }
+    let _timing = TIMING.lock().unwrap_or_else(|p| p.into_inner());
+    pin_to_cpu(0);
+    let fw = Firewall::load(
+        "ddos:\n  icmp: { rate: 1, burst: 5, max_payload: 100 }\n  amplification:\n    ports: [ { port: 53, rate: 1, burst: 3 }, { port: 123, rate: 1, burst: 4 } ]\n",
+    );
+    let b = || PacketBuilder::new();
+    let v4 = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+    let delta = |s: rl_stat, f: &dyn Fn()| {
+        let before = stat(&fw, s);
+        f();
+        stat(&fw, s) - before
+    };
+    let echo = b()
+        .ip(v4("192.0.2.9"), v4("192.0.2.1"))
+        .icmp(8, 0)
+        .payload(&[7; 56])
+        .build();
+    assert_eq!(
+        delta(rl_stat::RL_STAT_ICMP_PASSED, &|| {
+            burst(&fw, &echo, 20);
+        }),
+        5,
+        "echo: the burst"
+    );
+    assert_eq!(burst(&fw, &echo, 1), XDP_DROP, "echo over the rate");
+    let frag_needed = b()
+        .ip(v4("192.0.2.9"), v4("192.0.2.1"))
+        .icmp(3, 4)
+        .payload(&[0; 28])
+        .build();
+    assert_eq!(
+        burst(&fw, &frag_needed, 50),
+        XDP_PASS,
+        "PMTU discovery is never limited"
+    );
+    let too_big = b()
+        .ip(v4("2001:db8::9"), v4("2001:db8::1"))
+        .icmpv6(2, 0)
+        .payload(&[0; 48])
+        .build();
+    assert_eq!(
+        burst(&fw, &too_big, 50),
+        XDP_PASS,
+        "ICMPv6 packet too big is never limited"
+    );
+    let echo6 = b()
+        .ip(v4("2001:db8::9"), v4("2001:db8::1"))
+        .icmpv6(128, 0)
+        .build();
+    assert_eq!(
+        delta(rl_stat::RL_STAT_ICMP_PASSED, &|| {
+            burst(&fw, &echo6, 20);
+        }),
+        5,
+        "ICMPv6 echo: the burst"
+    );
+    let big = b()
+        .ip(v4("192.0.2.10"), v4("192.0.2.1"))
+        .icmp(8, 0)
+        .payload(&[7; 200])
+        .build();
+    assert_eq!(
+        delta(rl_stat::RL_STAT_ICMP_OVERSIZED, &|| {
+            burst(&fw, &big, 3);
+        }),
+        3
+    );
+    assert_eq!(
+        burst(&fw, &big, 1),
+        XDP_DROP,
+        "oversized echo dropped within the budget too"
+    );
+
+    let dns_reply = b()
+        .ip(v4("198.51.100.53"), v4("192.0.2.1"))
+        .udp(53, 40000)
+        .build();
+    assert_eq!(
+        delta(rl_stat::RL_STAT_AMP_PASSED, &|| {
+            burst(&fw, &dns_reply, 10);
+        }),
+        3
+    );
+    let ntp_reply = b()
+        .ip(v4("198.51.100.53"), v4("192.0.2.1"))
+        .udp(123, 40000)
+        .build();
+    assert_eq!(
+        delta(rl_stat::RL_STAT_AMP_PASSED, &|| {
+            burst(&fw, &ntp_reply, 10);
+        }),
+        4,
+        "a budget per port"
+    );
+    let other = b()
+        .ip(v4("198.51.100.53"), v4("192.0.2.1"))
+        .udp(5353, 40000)
+        .build();
+    assert_eq!(
+        burst(&fw, &other, 100),
+        XDP_PASS,
+        "other source ports untouched"
+    );
+    let to_dns = b()
+        .ip(v4("198.51.100.54"), v4("192.0.2.1"))
+        .udp(40000, 53)
+        .build();
+    assert_eq!(
+        burst(&fw, &to_dns, 100),
+        XDP_PASS,
+        "queries to port 53 are not replies"
+    );
+
+    // the default reflector list
+    let fw = Firewall::load("ddos:\n  amplification: {}\n");
+    let chargen = b()
+        .ip(v4("198.51.100.19"), v4("192.0.2.1"))
+        .udp(19, 40000)
+        .build();
+    let before = stat(&fw, rl_stat::RL_STAT_AMP_PASSED);
+    burst(&fw, &chargen, 100);
+    assert_eq!(
+        stat(&fw, rl_stat::RL_STAT_AMP_PASSED) - before,
+        20,
+        "chargen: 10/s, burst 20"
+    );
+}

@@ -32,6 +32,8 @@ struct pkt {
 	__u32 len;
 	/* FW_DIM_ABSENT_16 when the packet has no such field */
 	__u32 l4x;
+	/* bytes from the transport header to the end of the IP payload */
+	__u32 l4_len;
 	__u16 sport; /* host order; ICMP: type */
 	__u16 dport; /* host order; ICMP: code */
 	__u16 vlan_id;
@@ -77,6 +79,7 @@ struct ipv6_frag {
  */
 static __always_inline int parse_l4(void *l4, __u32 l4_len, void *data_end, struct pkt *p)
 {
+	p->l4_len = l4_len;
 	if (p->proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 

@@ -9,6 +9,10 @@ enum event_kind {
 	EVENT_FW_MALFORMED = 3,      /* monitor mode: a malformed packet would be dropped */
 	/* a rate-limit key went over its rate; rule_id names the policy */
 	EVENT_RL_OVER_RATE = 4,
+	/* ICMP guard: a source over its rate, or an oversized echo (action drop) */
+	EVENT_DDOS_ICMP = 5,
+	/* amplification guard: a reflector over its rate (rule_id: the port's index) */
+	EVENT_DDOS_AMP = 6,
 };
 
 enum event_action {

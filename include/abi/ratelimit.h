@@ -23,6 +23,37 @@ enum rl_limits {
 	RL_MAX_CPUS = 64,
 };
 
+/* bucket keys of the DDoS guards (policy indexes stay below RL_MAX_POLICIES) */
+enum rl_guard_key {
+	RL_KEY_ICMP = 0xfffe,
+	/* + the amplification port's index */
+	RL_KEY_AMP_BASE = 0xf000,
+	RL_MAX_AMP_PORTS = 64,
+};
+
+/* generation -> the DDoS guards' settings */
+struct rl_guards {
+	__u64 icmp_rate_pps; /* 0: no ICMP guard */
+	__u64 icmp_burst;
+	/* echo payload above this is dropped (tunnels, oversized floods); 0: no limit */
+	__u32 icmp_max_payload;
+	__u32 pad;
+};
+
+/* (generation, UDP source port) -> per-source rate for replies from that service */
+struct rl_amp_key {
+	__u32 gen;
+	__u16 port;
+	__u16 pad;
+};
+
+struct rl_amp_port {
+	__u64 rate_pps;
+	__u64 burst;
+	__u16 index;
+	__u8 pad[6];
+};
+
 enum rl_action {
 	RL_ACTION_DROP = 0,
 	RL_ACTION_PASS_LOG = 1,
@@ -82,10 +113,19 @@ enum rl_stat {
 	RL_STAT_DROP_OVER_RATE,
 	RL_STAT_EVENTS_SENT,
 	RL_STAT_EVENTS_DROPPED,
+	RL_STAT_ICMP_PASSED,
+	RL_STAT_ICMP_DROPPED,
+	/* echo requests and replies above icmp_max_payload, dropped */
+	RL_STAT_ICMP_OVERSIZED,
+	RL_STAT_AMP_PASSED,
+	RL_STAT_AMP_DROPPED,
 	RL_STAT_COUNT,
 };
 
 _Static_assert(sizeof(struct rl_policy) == 24, "rl_policy layout");
+_Static_assert(sizeof(struct rl_guards) == 24, "rl_guards layout");
+_Static_assert(sizeof(struct rl_amp_key) == 8, "rl_amp_key layout");
+_Static_assert(sizeof(struct rl_amp_port) == 24, "rl_amp_port layout");
 _Static_assert(sizeof(struct rl_match) == 24, "rl_match layout");
 _Static_assert(sizeof(struct rl_key) == 20, "rl_key layout");
 _Static_assert(sizeof(struct rl_bucket) == 32, "rl_bucket layout");

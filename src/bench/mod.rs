@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod firewall;
+pub mod ratelimit;
 pub mod reload;
 
 use std::collections::{BTreeSet, HashSet};

@@ -35,6 +35,8 @@ enum BenchWhat {
     /// Events per second the consumer (decode, JSON, write) sustains without loss, driven by
     /// BPF_PROG_TEST_RUN of a logging rule.
     Events,
+    /// ratelimit experiment
+    Ratelimit,
 }
 
 pub fn execute(args: BenchArgs) -> Result<Outcome> {
@@ -43,6 +45,7 @@ pub fn execute(args: BenchArgs) -> Result<Outcome> {
         BenchWhat::Firewall { max_cidrs } => bench::firewall::run(args.repeat, max_cidrs, json)?,
         BenchWhat::Reload => bench::reload::run(json)?,
         BenchWhat::Events => bench::events::run(json)?,
+        BenchWhat::Ratelimit => bench::ratelimit::run(args.repeat, json)?,
     }
     Ok(Outcome::Ok)
 }

@@ -80,7 +80,44 @@ pub struct Config {
     pub events_path: Option<PathBuf>,
     pub firewall: FirewallConfig,
     pub ratelimit: RateLimitConfig,
+    pub ddos: DdosConfig,
 }
+
+/// `ddos`: guards that need no policy.
+#[derive(Debug, Clone, Default)]
+pub struct DdosConfig {
+    /// `ddos.icmp`: per-source ICMP/ICMPv6 rate and echo payload limit
+    pub icmp: Option<IcmpGuard>,
+    /// `ddos.amplification.ports`: per-source rate of UDP replies from these source ports
+    pub amplification: Vec<AmpPort>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpGuard {
+    pub rate: u64,
+    pub burst: u64,
+    /// echo payload bytes above which an echo is dropped; 0: no limit
+    pub max_payload: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmpPort {
+    pub port: u16,
+    pub rate: u64,
+    pub burst: u64,
+}
+
+/// The reflection services abused most (chargen, DNS, NTP, CLDAP, SSDP, memcached) with
+/// per-source rates well above what one legitimate server answers one client.
+pub const DEFAULT_AMP_PORTS: [(u16, u64); 6] = [
+    (19, 10),
+    (53, 1000),
+    (123, 100),
+    (389, 10),
+    (1900, 10),
+    (11211, 10),
+];
+pub const MAX_AMP_PORTS: usize = 64;
 
 pub const MAX_RATE_POLICIES: usize = 1024;
 pub const MAX_RATE_PPS: u64 = 100_000_000;

@@ -982,3 +982,44 @@ fn metrics_and_events_sections() {
     );
     assert_error("metrics: { »port: 9 }\n", "unknown key `port`");
 }
+
+#[test]
+fn ddos_guards() {
+    let c = parse_ok("ddos:\n  icmp: { rate: 50, max_payload: 512 }\n  amplification: {}\n");
+    let icmp = c.ddos.icmp.unwrap();
+    assert_eq!((icmp.rate, icmp.burst, icmp.max_payload), (50, 50, 512));
+    assert_eq!(c.ddos.amplification.len(), super::DEFAULT_AMP_PORTS.len());
+    assert_eq!(c.ddos.amplification[1].port, 53);
+    let custom = parse_ok("ddos:\n  amplification:\n    ports: [ { port: 123, rate: 5 } ]\n");
+    assert_eq!(custom.ddos.amplification[0].burst, 10, "burst defaults to twice the rate");
+    assert!(parse_ok("interfaces: [eth0]\n").ddos.icmp.is_none());
+    assert_error(
+        "ddos:\n  amplification:\n    ports: [ { port: 53, rate: 5 }, { port: »53, rate: 6 } ]\n",
+        "port 53 is listed twice",
+    );
+    assert_error("ddos:\n  icmp: { »rates: 5 }\n", "unknown key `rates`");
+    assert_error("ddos:\n  icmp: { rate: »0 }\n", "at least 1 packet per second");
+}
+
+#[test]
+fn ratelimit_policies() {
+    let c = parse_ok(
+        "ratelimit:\n  policies:\n    - { id: a, src: 10.0.0.0/8, proto: udp, dst_port: 53, rate: 10, action: pass-and-log, key: policy }\n",
+    );
+    let p = &c.ratelimit.policies[0];
+    assert_eq!((p.rate, p.burst), (10, 10));
+    assert_eq!(p.action, super::RateAction::PassAndLog);
+    assert_eq!(p.key, super::RateKey::Policy);
+    assert_error(
+        "ratelimit:\n  policies:\n    - { id: a, proto: icmp, dst_port: »53, rate: 1 }\n",
+        "`dst_port` needs proto tcp or udp",
+    );
+    assert_error(
+        "ratelimit:\n  policies:\n    - { id: a, rate: 1, action: »block }\n",
+        "expected one of drop | pass-and-log",
+    );
+    assert_error(
+        "ratelimit:\n  policies:\n    - { id: a, rate: 1 }\n    - { id: »a, rate: 2 }\n",
+        "duplicate",
+    );
+}

@@ -11,11 +11,11 @@ use ipnet::IpNet;
 use super::netset::{parse_net, read_netset, NetList};
 use super::yaml::{self, duplicate, Node, Pos, Scalar, Value};
 use super::{
-    Action, AddrMatch, Alias, Config, ConfigError, ConfigErrors, FirewallConfig, FirewallMode,
-    Location, PortRange, Proto, RateAction, RateKey, RateLimitConfig, RatePolicy, Rule, TcpFlags,
-    VlanMatch, XdpMode, DEFAULT_METRICS_LISTEN, DEFAULT_PIN_ROOT, DEFAULT_PRIORITY,
-    MAX_ALIAS_ENTRIES, MAX_ALLOWLIST_ENTRIES, MAX_PRIORITY, MAX_RATE_POLICIES, MAX_RATE_PPS,
-    MAX_RULES,
+    Action, AddrMatch, Alias, AmpPort, Config, ConfigError, ConfigErrors, DdosConfig,
+    FirewallConfig, FirewallMode, IcmpGuard, Location, PortRange, Proto, RateAction, RateKey,
+    RateLimitConfig, RatePolicy, Rule, TcpFlags, VlanMatch, XdpMode, DEFAULT_AMP_PORTS,
+    DEFAULT_METRICS_LISTEN, DEFAULT_PIN_ROOT, DEFAULT_PRIORITY, MAX_ALIAS_ENTRIES,
+    MAX_ALLOWLIST_ENTRIES, MAX_AMP_PORTS, MAX_PRIORITY, MAX_RATE_POLICIES, MAX_RATE_PPS, MAX_RULES,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -26,7 +26,12 @@ const TOP_KEYS: &[&str] = &[
     "events",
     "firewall",
     "ratelimit",
+    "ddos",
 ];
+const DDOS_KEYS: &[&str] = &["icmp", "amplification"];
+const ICMP_GUARD_KEYS: &[&str] = &["rate", "burst", "max_payload"];
+const AMP_KEYS: &[&str] = &["ports"];
+const AMP_PORT_KEYS: &[&str] = &["port", "rate", "burst"];
 const RATELIMIT_KEYS: &[&str] = &["policies"];
 const POLICY_KEYS: &[&str] = &[
     "id", "src", "proto", "dst_port", "rate", "burst", "action", "key",
@@ -365,11 +370,128 @@ impl Checker<'_> {
                 .map(|n| self.firewall(n))
                 .unwrap_or_default(),
             ratelimit: RateLimitConfig::default(),
+            ddos: fields
+                .section("ddos")
+                .map(|n| self.ddos(n))
+                .unwrap_or_default(),
         };
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);
         }
         config
+    }
+
+    fn ddos(&mut self, node: &Node) -> DdosConfig {
+        let Some(fields) = self.fields(node, "ddos", DDOS_KEYS) else {
+            return DdosConfig::default();
+        };
+        let icmp = fields.get("icmp").and_then(|n| {
+            let f = self.fields(n, "ddos.icmp", ICMP_GUARD_KEYS)?;
+            let rate = f
+                .get("rate")
+                .and_then(|n| self.positive(n, "rate"))
+                .unwrap_or(100);
+            Some(IcmpGuard {
+                rate,
+                burst: f
+                    .get("burst")
+                    .and_then(|n| self.positive(n, "burst"))
+                    .unwrap_or(rate),
+                max_payload: f
+                    .get("max_payload")
+                    .and_then(|n| self.number(n, 65535u32))
+                    .unwrap_or(0),
+            })
+        });
+        let amplification = match fields.get("amplification") {
+            None => Vec::new(),
+            Some(n) => self.amplification(n),
+        };
+        DdosConfig {
+            icmp,
+            amplification,
+        }
+    }
+
+    /// A rate or burst: 1..=MAX_RATE_PPS.
+    fn positive(&mut self, node: &Node, key: &str) -> Option<u64> {
+        let v = self.number(node, MAX_RATE_PPS)?;
+        if v == 0 {
+            self.error(
+                node.pos,
+                format!("`{key}` must be at least 1 packet per second"),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
+    /// `{}` or `{ ports: [...] }`; without `ports` the usual reflectors.
+    fn amplification(&mut self, node: &Node) -> Vec<AmpPort> {
+        let defaults = || {
+            DEFAULT_AMP_PORTS
+                .iter()
+                .map(|&(port, rate)| AmpPort {
+                    port,
+                    rate,
+                    burst: 2 * rate,
+                })
+                .collect()
+        };
+        if node.is_null() {
+            return defaults();
+        }
+        let Some(fields) = self.fields(node, "ddos.amplification", AMP_KEYS) else {
+            return Vec::new();
+        };
+        let Some(list) = fields.get("ports") else {
+            return defaults();
+        };
+        let Value::Seq(items) = &list.value else {
+            self.mismatch(list, "a list of { port, rate, burst }");
+            return Vec::new();
+        };
+        if items.len() > MAX_AMP_PORTS {
+            self.error(
+                list.pos,
+                format!(
+                    "{} amplification ports exceed the limit of {MAX_AMP_PORTS}",
+                    items.len()
+                ),
+            );
+        }
+        let mut seen = HashMap::new();
+        let mut ports = Vec::new();
+        for item in items {
+            let Some(f) = self.fields(item, "an amplification port", AMP_PORT_KEYS) else {
+                continue;
+            };
+            let port = self
+                .required(f, "port", item)
+                .and_then(|n| self.number(n, u16::MAX).map(|p| (p, n.pos)));
+            let rate = self
+                .required(f, "rate", item)
+                .and_then(|n| self.positive(n, "rate"));
+            let burst = f.get("burst").and_then(|n| self.positive(n, "burst"));
+            if let (Some((port, pos)), Some(rate)) = (port, rate) {
+                if let Some(first) = seen.insert(port, pos) {
+                    self.error(
+                        pos,
+                        format!(
+                            "port {port} is listed twice (first at line {}, column {})",
+                            first.line, first.col
+                        ),
+                    );
+                    continue;
+                }
+                ports.push(AmpPort {
+                    port,
+                    rate,
+                    burst: burst.unwrap_or(2 * rate),
+                });
+            }
+        }
+        ports
     }
 
     /// `ratelimit.policies`; `src` may name the firewall's aliases.

@@ -5,14 +5,16 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 
 use super::firewall::lpm_key;
 use super::{delete_keys, delete_where, open_pinned, percpu_sum_u64, put_all, Entries};
-use crate::abi::{self, bytes_of, rl_limits, rl_stat};
+use crate::abi::{self, bytes_of, rl_amp_key, rl_limits, rl_stat};
 use crate::ruleset::ratelimit::CompiledRateLimit;
 use crate::ruleset::FAMILIES;
 
 /// Every map xdp_ratelimit owns, by the name it is pinned under.
-pub const RL_MAP_NAMES: [&str; 6] = [
+pub const RL_MAP_NAMES: [&str; 8] = [
     "rl_active_gen",
     "rl_policies",
+    "rl_guards",
+    "rl_amp_ports",
     "rl_lpm_v4",
     "rl_lpm_v6",
     "rl_buckets",
@@ -22,6 +24,8 @@ pub const RL_MAP_NAMES: [&str; 6] = [
 pub struct RateLimitMaps {
     active_gen: MapHandle,
     policies: MapHandle,
+    guards: MapHandle,
+    amp: MapHandle,
     lpm: [MapHandle; 2],
     buckets: MapHandle,
     stats: MapHandle,
@@ -32,6 +36,8 @@ impl RateLimitMaps {
         Ok(RateLimitMaps {
             active_gen: get("rl_active_gen")?,
             policies: get("rl_policies")?,
+            guards: get("rl_guards")?,
+            amp: get("rl_amp_ports")?,
             lpm: [get("rl_lpm_v4")?, get("rl_lpm_v6")?],
             buckets: get("rl_buckets")?,
             stats: get("rl_stats")?,
@@ -52,8 +58,9 @@ impl RateLimitMaps {
         Self::open(|name| open_pinned(pin_root, name))
     }
 
-    fn lpm_entries(&self, rs: &CompiledRateLimit, gen: u32) -> Vec<(&MapHandle, Entries)> {
-        FAMILIES
+    /// Entries of the maps keyed by more than the generation index (cleared on retirement).
+    fn keyed_entries(&self, rs: &CompiledRateLimit, gen: u32) -> Vec<(&MapHandle, Entries)> {
+        let mut out: Vec<(&MapHandle, Entries)> = FAMILIES
             .iter()
             .map(|&family| {
                 let entries = rs.lpm[family as usize]
@@ -62,7 +69,21 @@ impl RateLimitMaps {
                     .collect();
                 (&self.lpm[family as usize], entries)
             })
-            .collect()
+            .collect();
+        let amp = rs
+            .amp
+            .iter()
+            .map(|(port, a)| {
+                let key = rl_amp_key {
+                    r#gen: gen,
+                    port: *port,
+                    pad: 0,
+                };
+                (bytes_of(&key).to_vec(), bytes_of(a).to_vec())
+            })
+            .collect();
+        out.push((&self.amp, amp));
+        out
     }
 }
 
@@ -91,7 +112,10 @@ impl super::Generations for RateLimitMaps {
             })
             .collect();
         put_all(&self.policies, &policies)?;
-        for (map, entries) in self.lpm_entries(rs, gen) {
+        self.guards
+            .update(&gen.to_ne_bytes(), bytes_of(&rs.guards), MapFlags::ANY)
+            .context("writing rl_guards")?;
+        for (map, entries) in self.keyed_entries(rs, gen) {
             put_all(map, &entries)?;
         }
         Ok(())
@@ -106,20 +130,22 @@ impl super::Generations for RateLimitMaps {
     fn clear_generation(&self, gen: u32, known: Option<&CompiledRateLimit>) -> Result<()> {
         match known {
             Some(rs) => {
-                for (map, entries) in self.lpm_entries(rs, gen) {
+                for (map, entries) in self.keyed_entries(rs, gen) {
                     let keys: Vec<Vec<u8>> = entries.into_iter().map(|(k, _)| k).collect();
                     delete_keys(map, &keys)?;
                 }
             }
             None => {
+                let gen_at = |k: &[u8], at: usize| {
+                    k.get(at..at + 4)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u32::from_ne_bytes)
+                        == Some(gen)
+                };
                 for map in &self.lpm {
-                    delete_where(map, |k| {
-                        k.get(4..8)
-                            .and_then(|b| b.try_into().ok())
-                            .map(u32::from_ne_bytes)
-                            == Some(gen)
-                    })?;
+                    delete_where(map, |k| gen_at(k, 4))?;
                 }
+                delete_where(&self.amp, |k| gen_at(k, 0))?;
             }
         }
         Ok(())

@@ -16,8 +16,11 @@ use ipnet::IpNet;
 
 use super::prefix::{fold_covering, Prefix};
 use super::{Family, FAMILIES};
-use crate::abi::{rl_action, rl_key_mode, rl_limits, rl_match, rl_policy};
-use crate::config::{RateAction, RateKey, RateLimitConfig};
+use crate::abi::{
+    self, rl_action, rl_amp_port, rl_guard_key, rl_guards, rl_key_mode, rl_limits, rl_match,
+    rl_policy,
+};
+use crate::config::{DdosConfig, RateAction, RateKey, RateLimitConfig};
 
 const PER_PREFIX: usize = rl_limits::RL_POLICIES_PER_PREFIX.0 as usize;
 
@@ -27,6 +30,69 @@ pub struct CompiledRateLimit {
     pub ids: Vec<String>,
     /// [family]: prefix -> covering policies
     pub lpm: [Vec<(Prefix, rl_match)>; 2],
+    /// the DDoS guards (`ddos`), same stage
+    pub guards: rl_guards,
+    /// UDP source port -> its amplification budget
+    pub amp: Vec<(u16, rl_amp_port)>,
+}
+
+impl CompiledRateLimit {
+    /// Adds the DDoS guards of `ddos` to the compiled policies.
+    pub fn with_guards(mut self, ddos: &DdosConfig) -> Result<Self> {
+        if ddos.amplification.len() > rl_guard_key::RL_MAX_AMP_PORTS.0 as usize {
+            bail!(
+                "{} amplification ports, the limit is {}",
+                ddos.amplification.len(),
+                rl_guard_key::RL_MAX_AMP_PORTS.0
+            );
+        }
+        if let Some(icmp) = ddos.icmp {
+            self.guards = rl_guards {
+                icmp_rate_pps: icmp.rate,
+                icmp_burst: icmp.burst,
+                icmp_max_payload: icmp.max_payload,
+                pad: 0,
+            };
+        }
+        self.amp = ddos
+            .amplification
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                (
+                    a.port,
+                    rl_amp_port {
+                        rate_pps: a.rate,
+                        burst: a.burst,
+                        index: i as u16,
+                        pad: [0; 6],
+                    },
+                )
+            })
+            .collect();
+        Ok(self)
+    }
+
+    /// Whether xdp_ratelimit has anything to do (else its chain slot stays empty).
+    pub fn enabled(&self) -> bool {
+        !self.policies.is_empty() || self.guards.icmp_rate_pps != 0 || !self.amp.is_empty()
+    }
+
+    /// (rule_id rank, name) of every guard, for naming their events.
+    pub fn guard_names(&self) -> Vec<(u16, String)> {
+        let rank = |key: u32| (key & abi::event_rule::EVENT_RULE_RANK_MASK.0) as u16;
+        let mut names = Vec::new();
+        if self.guards.icmp_rate_pps != 0 {
+            names.push((rank(rl_guard_key::RL_KEY_ICMP.0), "ddos-icmp".to_string()));
+        }
+        for (port, a) in &self.amp {
+            names.push((
+                rank(rl_guard_key::RL_KEY_AMP_BASE.0 + u32::from(a.index)),
+                format!("ddos-amplification:{port}"),
+            ));
+        }
+        names
+    }
 }
 
 fn everything(family: Family) -> IpNet {

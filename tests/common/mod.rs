@@ -84,7 +84,9 @@ pub struct Firewall {
 pub fn compile_ratelimit(yaml: &str) -> CompiledRateLimit {
     let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/inline.yaml"));
     let cfg = config::parse_str(yaml, path).unwrap_or_else(|e| panic!("config:\n{e}"));
-    ruleset::ratelimit::compile(&cfg.ratelimit).expect("compile ratelimit")
+    ruleset::ratelimit::compile(&cfg.ratelimit)
+        .and_then(|rl| rl.with_guards(&cfg.ddos))
+        .expect("compile ratelimit")
 }
 
 pub fn compile_yaml(yaml: &str) -> CompiledRuleset {
@@ -123,7 +125,7 @@ impl Firewall {
         self.dp
             .set_stage(
                 ebpfsentinel::abi::xdp_stage::XDP_STAGE_RATELIMIT,
-                !self.ratelimit.policies.is_empty(),
+                self.ratelimit.enabled(),
             )
             .expect("chain");
     }
