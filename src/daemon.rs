@@ -445,13 +445,15 @@ impl Daemon {
             reloads_failed: self.reloads_failed,
         };
         let rules: Vec<String> = self.active().ranks.iter().map(|r| r.id.clone()).collect();
-        Snapshot::read(
+        let mut snapshot = Snapshot::read(
             &self.fw.maps,
             self.generation,
             &rules,
             &metrics::fill_levels(self.active()),
             &consumer,
-        )
+        )?;
+        snapshot.ratelimit = self.rl.maps.stats()?;
+        Ok(snapshot)
     }
 }
 

@@ -25,7 +25,7 @@ use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 
-use crate::abi::{self, fw_stat};
+use crate::abi::{self, fw_stat, rl_stat};
 use crate::maps::firewall::FirewallMaps;
 use crate::ruleset::{CompiledRuleset, FAMILIES};
 
@@ -44,6 +44,25 @@ const MAP_CAPACITY: &str = "ebpfsentinel_map_capacity";
 const GENERATION: &str = "ebpfsentinel_config_generation";
 const RELOADS: &str = "ebpfsentinel_config_reloads_total";
 const BUILD_INFO: &str = "ebpfsentinel_build_info";
+const RL_PACKETS: &str = "ebpfsentinel_xdp_ratelimit_packets_total";
+
+/// Labels (verdict, reason) of each xdp_ratelimit slot, the DDoS guards' included; events
+/// have their own metrics.
+pub fn rl_stat_label(stat: rl_stat) -> Option<(&'static str, &'static str)> {
+    Some(match stat {
+        rl_stat::RL_STAT_PASS_UNLIMITED => ("pass", "unlimited"),
+        rl_stat::RL_STAT_PASS_NO_POLICY => ("pass", "no_policy"),
+        rl_stat::RL_STAT_PASS_IN_RATE => ("pass", "in_rate"),
+        rl_stat::RL_STAT_PASS_OVER_RATE => ("pass", "over_rate"),
+        rl_stat::RL_STAT_DROP_OVER_RATE => ("drop", "over_rate"),
+        rl_stat::RL_STAT_ICMP_PASSED => ("pass", "icmp_guard"),
+        rl_stat::RL_STAT_ICMP_DROPPED => ("drop", "icmp_flood"),
+        rl_stat::RL_STAT_ICMP_OVERSIZED => ("drop", "icmp_oversized"),
+        rl_stat::RL_STAT_AMP_PASSED => ("pass", "amplification_guard"),
+        rl_stat::RL_STAT_AMP_DROPPED => ("drop", "amplification"),
+        _ => return None,
+    })
+}
 
 /// The fw_stats slots of which every packet moves exactly one, in enum order.
 pub const VERDICT_STATS: [fw_stat; 9] = [
@@ -116,6 +135,8 @@ pub struct Snapshot {
     pub rules: Vec<RuleHits>,
     pub fill: Vec<MapFill>,
     pub consumer: ConsumerCounters,
+    /// packets per enum rl_stat slot (xdp_ratelimit and the DDoS guards), summed over CPUs
+    pub ratelimit: Vec<u64>,
 }
 
 impl Snapshot {
@@ -158,6 +179,7 @@ impl Snapshot {
                 .collect(),
             fill: fill.to_vec(),
             consumer: *consumer,
+            ratelimit: Vec::new(),
         })
     }
 
@@ -247,6 +269,10 @@ pub fn fill_levels(rs: &CompiledRuleset) -> Vec<MapFill> {
 }
 
 fn describe() {
+    describe_counter!(
+        RL_PACKETS,
+        "Packets xdp_ratelimit decided, by verdict and reason: policies and the ICMP and amplification guards (kernel rl_stats, summed over CPUs)."
+    );
     describe_counter!(
         PACKETS,
         "Packets xdp_firewall decided, by verdict and reason (kernel fw_stats, summed over CPUs)."
@@ -339,6 +365,14 @@ impl Publisher {
             counter!(PACKETS, "verdict" => verdict, "reason" => reason).absolute(snap.stat(stat));
         }
         counter!(SEEN).absolute(snap.stat(fw_stat::FW_STAT_SEEN));
+        for (slot, n) in snap.ratelimit.iter().enumerate() {
+            if let Some((verdict, reason)) = rl_stat_label(rl_stat(slot as u32)) {
+                counter!(RL_PACKETS, "verdict" => verdict, "reason" => reason).absolute(*n);
+            }
+        }
+        if let Some(n) = snap.ratelimit.get(rl_stat::RL_STAT_EVENTS_SENT.0 as usize) {
+            counter!(EVENTS, "program" => "xdp_ratelimit").absolute(*n);
+        }
         counter!(EVENTS, "program" => "xdp_firewall")
             .absolute(snap.stat(fw_stat::FW_STAT_EVENTS_SENT));
         counter!(EVENTS_DROPPED, "stage" => "kernel")
@@ -491,6 +525,7 @@ mod tests {
     fn synthetic() -> Snapshot {
         use fw_stat as S;
         Snapshot {
+            ratelimit: Vec::new(),
             generation: 1,
             stats: stats(&[
                 (S::FW_STAT_SEEN, 21),
@@ -733,6 +768,7 @@ mod tests {
         let recorder = recorder();
         let exporter = Exporter::new(recorder.handle());
         let snap = |generation, rules: &[(&str, u64, u64)]| Snapshot {
+            ratelimit: Vec::new(),
             generation,
             rules: hits(rules),
             ..synthetic()
@@ -787,6 +823,7 @@ mod tests {
         let recorder = recorder();
         let exporter = Exporter::new(recorder.handle());
         let snap = |generation, rules: &[(&str, u64, u64)]| Snapshot {
+            ratelimit: Vec::new(),
             generation,
             rules: hits(rules),
             ..synthetic()

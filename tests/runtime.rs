@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::daemon::{cli, Daemon, Scratch};
+use common::daemon::{cli, metric, scrape, Daemon, Scratch};
 use common::netns::{veth, Netns};
 use common::{compile_yaml, privileged, traffic, Firewall, XDP_DROP, XDP_PASS};
 use ebpfsentinel::packet::PacketBuilder;
@@ -166,26 +166,6 @@ fn udp_round(client: &Netns, rx: &std::net::UdpSocket, count: usize) -> (usize, 
         got.get(&addr(LISTED)).copied().unwrap_or(0),
         got.get(&addr(CLEAN)).copied().unwrap_or(0),
     )
-}
-
-/// Reads the exporter from inside the router's namespace (it listens on its loopback).
-fn scrape(router: &Netns) -> String {
-    use std::io::{Read, Write};
-    router.run(|| {
-        let mut s = std::net::TcpStream::connect("127.0.0.1:9669").expect("metrics listener");
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).unwrap();
-        body
-    })
-}
-
-fn metric(text: &str, name: &str, labels: &[&str]) -> Option<u64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|lab| l.contains(lab)))
-        .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
 }
 
 #[test]

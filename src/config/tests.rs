@@ -991,14 +991,20 @@ fn ddos_guards() {
     assert_eq!(c.ddos.amplification.len(), super::DEFAULT_AMP_PORTS.len());
     assert_eq!(c.ddos.amplification[1].port, 53);
     let custom = parse_ok("ddos:\n  amplification:\n    ports: [ { port: 123, rate: 5 } ]\n");
-    assert_eq!(custom.ddos.amplification[0].burst, 10, "burst defaults to twice the rate");
+    assert_eq!(
+        custom.ddos.amplification[0].burst, 10,
+        "burst defaults to twice the rate"
+    );
     assert!(parse_ok("interfaces: [eth0]\n").ddos.icmp.is_none());
     assert_error(
         "ddos:\n  amplification:\n    ports: [ { port: 53, rate: 5 }, { port: »53, rate: 6 } ]\n",
         "port 53 is listed twice",
     );
     assert_error("ddos:\n  icmp: { »rates: 5 }\n", "unknown key `rates`");
-    assert_error("ddos:\n  icmp: { rate: »0 }\n", "at least 1 packet per second");
+    assert_error(
+        "ddos:\n  icmp: { rate: »0 }\n",
+        "at least 1 packet per second",
+    );
 }
 
 #[test]

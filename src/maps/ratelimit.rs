@@ -75,7 +75,7 @@ impl RateLimitMaps {
             .iter()
             .map(|(port, a)| {
                 let key = rl_amp_key {
-                    r#gen: gen,
+                    r#gen,
                     port: *port,
                     pad: 0,
                 };

@@ -131,3 +131,23 @@ pub fn cli(args: &[&str]) -> Output {
         .output()
         .expect("running ebpfsentinel")
 }
+
+/// Reads the exporter from inside the router's namespace (it listens on its loopback).
+pub fn scrape(router: &Netns) -> String {
+    use std::io::{Read, Write};
+    router.run(|| {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9669").expect("metrics listener");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    })
+}
+
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<u64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|lab| l.contains(lab)))
+        .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
