@@ -10,6 +10,7 @@
 #include "lib/parse.bpf.h"
 #include "lib/events.bpf.h"
 #include "lib/chain.bpf.h"
+#include "lib/syncookie.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -65,6 +66,14 @@ struct {
 	__type(key, struct rl_amp_key);
 	__type(value, struct rl_amp_port);
 } rl_amp_ports SEC(".maps");
+
+/* destination -> when a SYN cookie was last sent to protect it (ACKs to it get checked) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, struct rl_key);
+	__type(value, __u64);
+} rl_syn_flooded SEC(".maps");
 
 /* (policy, source) -> token bucket, per CPU; the least recently used key goes first */
 struct {
@@ -219,6 +228,50 @@ static __always_inline void rl_report(struct xdp_md *ctx, const struct pkt *p, _
 }
 
 #define RL_GUARD_NONE -1
+/* ACKs to a destination are checked this long after its last SYN cookie */
+#define RL_SYN_FLOOD_MEMORY_NS (10ULL * 1000000000ULL)
+
+/*
+ * SYNs to one destination above the threshold are answered with a cookie (XDP_TX): the
+ * listener never sees them. Below it they pass untouched. ACKs to a destination that needed
+ * cookies recently are checked and counted; both kinds pass (the stack answers a stray ACK
+ * with a reset), since telling an ACK of an established connection from a forged one needs
+ * connection tracking.
+ */
+static __always_inline int rl_syn_guard(struct xdp_md *ctx, const struct pkt *p,
+					const struct rl_guards *g)
+{
+	struct rl_key dst = { .policy = RL_KEY_SYN, .family = p->family };
+	struct rl_policy budget = {};
+	bool report = false;
+	__u8 flags = p->l4x;
+	__u64 now, *flooded;
+
+	__builtin_memcpy(dst.addr, p->daddr, 16);
+	if ((flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+		rl_count(RL_STAT_SYN_RECEIVED);
+		budget.rate_pps = g->syn_threshold_pps;
+		budget.burst = g->syn_threshold_pps;
+		if (rl_take(&dst, &budget, &report))
+			return RL_GUARD_NONE;
+		if ((p->family == FW_FAMILY_V4 ? syncookie_answer_v4(ctx, p) :
+						 syncookie_answer_v6(ctx, p)) != 0)
+			return RL_GUARD_NONE;
+		now = bpf_ktime_get_ns();
+		flooded = bpf_map_lookup_elem(&rl_syn_flooded, &dst);
+		if (!flooded || now - *flooded > RL_SYN_FLOOD_MEMORY_NS / 100)
+			bpf_map_update_elem(&rl_syn_flooded, &dst, &now, BPF_ANY);
+		rl_count(RL_STAT_SYNCOOKIES_SENT);
+		return XDP_TX;
+	}
+	if ((flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK)) == TCP_FLAG_ACK) {
+		flooded = bpf_map_lookup_elem(&rl_syn_flooded, &dst);
+		if (flooded && bpf_ktime_get_ns() - *flooded < RL_SYN_FLOOD_MEMORY_NS)
+			rl_count(syncookie_check(ctx, p) == 0 ? RL_STAT_SYNCOOKIE_ACK_VALID :
+								RL_STAT_SYNCOOKIE_ACK_INVALID);
+	}
+	return RL_GUARD_NONE;
+}
 
 /*
  * The DDoS guards: XDP_DROP, XDP_PASS, or RL_GUARD_NONE when no guard covers the packet.
@@ -235,6 +288,12 @@ static __always_inline int rl_guard(struct xdp_md *ctx, const struct pkt *p, __u
 	if (!(p->flags & PKT_F_L4))
 		return RL_GUARD_NONE;
 	__builtin_memcpy(key.addr, p->saddr, 16);
+	if (p->proto == IPPROTO_TCP) {
+		g = bpf_map_lookup_elem(&rl_guards, &gen);
+		if (!g || !g->syn_threshold_pps)
+			return RL_GUARD_NONE;
+		return rl_syn_guard(ctx, p, g);
+	}
 	if ((p->proto == IPPROTO_ICMP && p->family == FW_FAMILY_V4) ||
 	    (p->proto == NH_ICMPV6 && p->family == FW_FAMILY_V6)) {
 		bool v4 = p->family == FW_FAMILY_V4;
@@ -295,7 +354,7 @@ static __always_inline int rl_decide(struct xdp_md *ctx, struct pkt *p)
 	__u32 zero = 0, gen, slot;
 	bool report = false;
 	__u32 *genp;
-	int i;
+	int i, guard;
 
 	rl_count(RL_STAT_SEEN);
 	if (p->parse_result != PARSE_OK || (p->stage_flags & PKT_STAGE_ALLOWLISTED)) {
@@ -306,8 +365,9 @@ static __always_inline int rl_decide(struct xdp_md *ctx, struct pkt *p)
 	if (!genp)
 		return XDP_PASS;
 	gen = *genp & 1;
-	if (rl_guard(ctx, p, gen) == XDP_DROP)
-		return XDP_DROP;
+	guard = rl_guard(ctx, p, gen);
+	if (guard == XDP_DROP || guard == XDP_TX)
+		return guard;
 	m = rl_lookup(p, gen);
 	if (!m) {
 		rl_count(RL_STAT_PASS_NO_POLICY);
@@ -356,11 +416,13 @@ int xdp_ratelimit(struct xdp_md *ctx)
 {
 	struct pkt *p;
 	__u32 zero = 0;
+	int verdict;
 
 	p = bpf_map_lookup_elem(&xdp_scratch, &zero);
 	if (!p)
 		return XDP_PASS;
-	if (rl_decide(ctx, p) == XDP_DROP)
-		return XDP_DROP;
+	verdict = rl_decide(ctx, p);
+	if (verdict == XDP_DROP || verdict == XDP_TX)
+		return verdict;
 	return xdp_chain_next(ctx, XDP_STAGE_RATELIMIT);
 }

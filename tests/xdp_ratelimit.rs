@@ -428,3 +428,115 @@ fn icmp_and_amplification_guards() {
         "chargen: 10/s, burst 20"
     );
 }
+
+/// Runs one frame and returns (verdict, output frame).
+fn run_out(fw: &Firewall, frame: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; 256];
+    let res = fw
+        .dp
+        .firewall_program()
+        .test_run(ProgramInput {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .expect("test run");
+    let (verdict, len) = (res.return_value, res.data.map_or(0, |d| d.len()));
+    out.truncate(len);
+    (verdict, out)
+}
+
+fn folds_to_ffff(bytes: &[u8]) -> bool {
+    ebpfsentinel::packet::ones_complement_sum(bytes) == 0xffff
+}
+
+#[test]
+fn syn_cookies_above_the_threshold() {
+    if !privileged("syn_cookies_above_the_threshold") {
+        return;
+    }
+    let _timing = TIMING.lock().unwrap_or_else(|p| p.into_inner());
+    pin_to_cpu(0);
+    let fw = Firewall::load("ddos:\n  syn: { threshold_pps: 1 }\n");
+    for (client, server, l3_len) in [
+        ("198.51.100.7", "192.0.2.1", 20usize),
+        ("2001:db8:7::7", "2001:db8::1", 40),
+    ] {
+        let (c, s): (std::net::IpAddr, std::net::IpAddr) =
+            (client.parse().unwrap(), server.parse().unwrap());
+        let mut syn = PacketBuilder::new()
+            .ip(c, s)
+            .tcp(40000, 80, TcpFlags::SYN)
+            .build();
+        let l4 = 14 + l3_len;
+        syn[l4 + 4..l4 + 8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        // the first SYN is within the threshold: untouched
+        let received0 = stat(&fw, rl_stat::RL_STAT_SYN_RECEIVED);
+        assert_eq!(
+            run_out(&fw, &syn).0,
+            XDP_PASS,
+            "{client}: under the threshold"
+        );
+        let (verdict, out) = run_out(&fw, &syn);
+        assert_eq!(
+            verdict, 3,
+            "{client}: XDP_TX of a SYN-ACK over the threshold"
+        );
+        assert_eq!(stat(&fw, rl_stat::RL_STAT_SYN_RECEIVED) - received0, 2);
+        assert_eq!(
+            out.len(),
+            14 + l3_len + 24,
+            "{client}: Ethernet, IP, TCP with MSS"
+        );
+        assert_eq!(&out[0..6], &syn[6..12], "destination MAC is the client's");
+        assert_eq!(&out[6..12], &syn[0..6]);
+        let tcp = &out[l4..];
+        assert_eq!(u16::from_be_bytes([tcp[0], tcp[1]]), 80);
+        assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 40000);
+        assert_eq!(
+            u32::from_be_bytes(tcp[8..12].try_into().unwrap()),
+            0x1234_5679,
+            "ack = seq + 1"
+        );
+        assert_eq!(tcp[13], 0x12, "SYN|ACK");
+        assert_eq!((tcp[20], tcp[21]), (2, 4), "MSS option");
+        let pseudo = ebpfsentinel::packet::pseudo_header(s, c, 6, 24);
+        assert!(
+            folds_to_ffff(&[pseudo.as_slice(), tcp].concat()),
+            "{client}: TCP checksum"
+        );
+        if l3_len == 20 {
+            assert!(folds_to_ffff(&out[14..34]), "IPv4 header checksum");
+            assert_eq!(&out[26..30], &syn[30..34], "source is the server");
+        } else {
+            assert_eq!(&out[22..38], &syn[38..54], "source is the server");
+        }
+        let cookie = u32::from_be_bytes(tcp[4..8].try_into().unwrap());
+        // the client's ACK carries cookie + 1: the kernel's check accepts it, a wrong one not
+        let mut ack = PacketBuilder::new()
+            .ip(c, s)
+            .tcp(40000, 80, TcpFlags::ACK)
+            .build();
+        ack[l4 + 4..l4 + 8].copy_from_slice(&0x1234_5679u32.to_be_bytes());
+        ack[l4 + 8..l4 + 12].copy_from_slice(&cookie.wrapping_add(1).to_be_bytes());
+        let valid0 = stat(&fw, rl_stat::RL_STAT_SYNCOOKIE_ACK_VALID);
+        assert_eq!(run_out(&fw, &ack).0, XDP_PASS);
+        assert_eq!(
+            stat(&fw, rl_stat::RL_STAT_SYNCOOKIE_ACK_VALID) - valid0,
+            1,
+            "{client}: valid cookie"
+        );
+        // (the cookie's low bits encode the MSS: a forged one differs in the hashed bits)
+        ack[l4 + 8..l4 + 12].copy_from_slice(&(cookie ^ 0x5a5a_0000).wrapping_add(1).to_be_bytes());
+        let invalid0 = stat(&fw, rl_stat::RL_STAT_SYNCOOKIE_ACK_INVALID);
+        assert_eq!(
+            run_out(&fw, &ack).0,
+            XDP_PASS,
+            "checked, not dropped without conntrack"
+        );
+        assert_eq!(
+            stat(&fw, rl_stat::RL_STAT_SYNCOOKIE_ACK_INVALID) - invalid0,
+            1
+        );
+    }
+}

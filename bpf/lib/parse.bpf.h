@@ -34,6 +34,9 @@ struct pkt {
 	__u32 l4x;
 	/* bytes from the transport header to the end of the IP payload */
 	__u32 l4_len;
+	/* offsets from the start of the frame, for stages that rewrite headers */
+	__u16 l3_off;
+	__u16 l4_off;
 	__u16 sport; /* host order; ICMP: type */
 	__u16 dport; /* host order; ICMP: code */
 	__u16 vlan_id;
@@ -140,6 +143,7 @@ static __always_inline int parse_ipv4(void *l3, void *data_end, struct pkt *p)
 	/* a non-first fragment carries no L4 header: only address and protocol rules see it */
 	if (frag & IPV4_FRAG_OFFSET)
 		return PARSE_OK;
+	p->l4_off = p->l3_off + hlen;
 	return parse_l4(l3 + hlen, tot - hlen, data_end, p);
 }
 
@@ -201,6 +205,7 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct pkt *p)
 	    nexthdr == IPPROTO_AH || nexthdr == NH_FRAGMENT)
 		return PARSE_MALFORMED;
 	p->proto = nexthdr;
+	p->l4_off = p->l3_off + sizeof(*ip6) + off;
 	return parse_l4(payload + off, plen - off, data_end, p);
 }
 
@@ -235,6 +240,7 @@ static __always_inline int parse_packet(void *data, void *data_end, struct pkt *
 	}
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
 		return PARSE_MALFORMED;
+	p->l3_off = cur - data;
 	if (proto == bpf_htons(ETH_P_IP))
 		return parse_ipv4(cur, data_end, p);
 	if (proto == bpf_htons(ETH_P_IPV6))

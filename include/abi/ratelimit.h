@@ -26,6 +26,8 @@ enum rl_limits {
 /* bucket keys of the DDoS guards (policy indexes stay below RL_MAX_POLICIES) */
 enum rl_guard_key {
 	RL_KEY_ICMP = 0xfffe,
+	/* SYNs per destination address */
+	RL_KEY_SYN = 0xfffd,
 	/* + the amplification port's index */
 	RL_KEY_AMP_BASE = 0xf000,
 	RL_MAX_AMP_PORTS = 64,
@@ -38,6 +40,8 @@ struct rl_guards {
 	/* echo payload above this is dropped (tunnels, oversized floods); 0: no limit */
 	__u32 icmp_max_payload;
 	__u32 pad;
+	/* SYNs per second to one destination above which SYN cookies answer; 0: no guard */
+	__u64 syn_threshold_pps;
 };
 
 /* (generation, UDP source port) -> per-source rate for replies from that service */
@@ -119,11 +123,17 @@ enum rl_stat {
 	RL_STAT_ICMP_OVERSIZED,
 	RL_STAT_AMP_PASSED,
 	RL_STAT_AMP_DROPPED,
+	/* every SYN the guard saw; those over the threshold were answered with a cookie */
+	RL_STAT_SYN_RECEIVED,
+	RL_STAT_SYNCOOKIES_SENT,
+	/* ACKs to a destination under flood whose cookie the kernel's check accepted, or not */
+	RL_STAT_SYNCOOKIE_ACK_VALID,
+	RL_STAT_SYNCOOKIE_ACK_INVALID,
 	RL_STAT_COUNT,
 };
 
 _Static_assert(sizeof(struct rl_policy) == 24, "rl_policy layout");
-_Static_assert(sizeof(struct rl_guards) == 24, "rl_guards layout");
+_Static_assert(sizeof(struct rl_guards) == 32, "rl_guards layout");
 _Static_assert(sizeof(struct rl_amp_key) == 8, "rl_amp_key layout");
 _Static_assert(sizeof(struct rl_amp_port) == 24, "rl_amp_port layout");
 _Static_assert(sizeof(struct rl_match) == 24, "rl_match layout");

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ipnet::{IpNet, Ipv4Net};
+use libbpf_rs::{ProgramInput, ProgramMut};
 use serde::Serialize;
 
 use crate::config::{
@@ -56,6 +57,46 @@ pub fn write_json(path: Option<&Path>, report: &impl Serialize) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// A UDP packet from `src` to 192.0.2.1, 64 bytes on the wire without the FCS.
+pub fn udp_frame(src: Ipv4Addr, dport: u16) -> Vec<u8> {
+    crate::packet::PacketBuilder::new()
+        .ipv4(src, Ipv4Addr::new(192, 0, 2, 1))
+        .udp(40000, dport)
+        .payload(&[0u8; 18])
+        .build()
+}
+
+/// The kernel's average duration per run of `repeat` runs of `prog` on `frame`, in ns.
+pub fn time_once(prog: &ProgramMut, frame: &[u8], repeat: u32) -> Result<f64> {
+    let out = prog
+        .test_run(ProgramInput {
+            data_in: Some(frame),
+            repeat,
+            ..Default::default()
+        })
+        .with_context(|| format!("BPF_PROG_TEST_RUN of {}", prog.name().to_string_lossy()))?;
+    Ok(out.duration.as_nanos() as f64)
+}
+
+/// Rounds of (stage, floor) pairs per figure; the minimum of each is kept, since interference
+/// from the rest of the machine only ever adds time.
+pub const ROUNDS: usize = 5;
+
+/// Times a program and its floor in alternation, so that both see the same machine.
+pub fn time_against_floor(
+    prog: &ProgramMut,
+    floor: &ProgramMut,
+    frame: &[u8],
+    repeat: u32,
+) -> Result<(f64, f64)> {
+    let (mut best, mut best_floor) = (f64::MAX, f64::MAX);
+    for _ in 0..ROUNDS {
+        best = best.min(time_once(prog, frame, repeat)?);
+        best_floor = best_floor.min(time_once(floor, frame, repeat)?);
+    }
+    Ok((best, best_floor))
 }
 
 /// splitmix64: deterministic synthetic rule sets without a dependency.

@@ -35,8 +35,13 @@ enum BenchWhat {
     /// Events per second the consumer (decode, JSON, write) sustains without loss, driven by
     /// BPF_PROG_TEST_RUN of a logging rule.
     Events,
-    /// ratelimit experiment
-    Ratelimit,
+    /// xdp_ratelimit chained after xdp_firewall, on passing packets: 1, 10k and 1M tracked
+    /// sources, per-source and per-policy keys, hot and spread keys.
+    Ratelimit {
+        /// Largest set of tracked sources to measure (10k and 1M by default).
+        #[arg(long, default_value_t = 1_000_000)]
+        max_sources: usize,
+    },
 }
 
 pub fn execute(args: BenchArgs) -> Result<Outcome> {
@@ -45,7 +50,9 @@ pub fn execute(args: BenchArgs) -> Result<Outcome> {
         BenchWhat::Firewall { max_cidrs } => bench::firewall::run(args.repeat, max_cidrs, json)?,
         BenchWhat::Reload => bench::reload::run(json)?,
         BenchWhat::Events => bench::events::run(json)?,
-        BenchWhat::Ratelimit => bench::ratelimit::run(args.repeat, json)?,
+        BenchWhat::Ratelimit { max_sources } => {
+            bench::ratelimit::run(args.repeat, max_sources, json)?
+        }
     }
     Ok(Outcome::Ok)
 }

@@ -90,6 +90,9 @@ pub struct DdosConfig {
     pub icmp: Option<IcmpGuard>,
     /// `ddos.amplification.ports`: per-source rate of UDP replies from these source ports
     pub amplification: Vec<AmpPort>,
+    /// `ddos.syn.threshold_pps`: SYNs per second to one destination above which SYN cookies
+    /// answer from XDP
+    pub syn_threshold_pps: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,7 +28,8 @@ const TOP_KEYS: &[&str] = &[
     "ratelimit",
     "ddos",
 ];
-const DDOS_KEYS: &[&str] = &["icmp", "amplification"];
+const DDOS_KEYS: &[&str] = &["syn", "icmp", "amplification"];
+const SYN_GUARD_KEYS: &[&str] = &["threshold_pps"];
 const ICMP_GUARD_KEYS: &[&str] = &["rate", "burst", "max_payload"];
 const AMP_KEYS: &[&str] = &["ports"];
 const AMP_PORT_KEYS: &[&str] = &["port", "rate", "burst"];
@@ -407,9 +408,15 @@ impl Checker<'_> {
             None => Vec::new(),
             Some(n) => self.amplification(n),
         };
+        let syn_threshold_pps = fields.get("syn").and_then(|n| {
+            let f = self.fields(n, "ddos.syn", SYN_GUARD_KEYS)?;
+            let t = self.required(f, "threshold_pps", n)?;
+            self.positive(t, "threshold_pps")
+        });
         DdosConfig {
             icmp,
             amplification,
+            syn_threshold_pps,
         }
     }
 

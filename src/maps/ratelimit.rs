@@ -10,11 +10,12 @@ use crate::ruleset::ratelimit::CompiledRateLimit;
 use crate::ruleset::FAMILIES;
 
 /// Every map xdp_ratelimit owns, by the name it is pinned under.
-pub const RL_MAP_NAMES: [&str; 8] = [
+pub const RL_MAP_NAMES: [&str; 9] = [
     "rl_active_gen",
     "rl_policies",
     "rl_guards",
     "rl_amp_ports",
+    "rl_syn_flooded",
     "rl_lpm_v4",
     "rl_lpm_v6",
     "rl_buckets",

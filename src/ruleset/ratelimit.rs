@@ -47,13 +47,11 @@ impl CompiledRateLimit {
             );
         }
         if let Some(icmp) = ddos.icmp {
-            self.guards = rl_guards {
-                icmp_rate_pps: icmp.rate,
-                icmp_burst: icmp.burst,
-                icmp_max_payload: icmp.max_payload,
-                pad: 0,
-            };
+            self.guards.icmp_rate_pps = icmp.rate;
+            self.guards.icmp_burst = icmp.burst;
+            self.guards.icmp_max_payload = icmp.max_payload;
         }
+        self.guards.syn_threshold_pps = ddos.syn_threshold_pps.unwrap_or(0);
         self.amp = ddos
             .amplification
             .iter()
@@ -75,7 +73,10 @@ impl CompiledRateLimit {
 
     /// Whether xdp_ratelimit has anything to do (else its chain slot stays empty).
     pub fn enabled(&self) -> bool {
-        !self.policies.is_empty() || self.guards.icmp_rate_pps != 0 || !self.amp.is_empty()
+        !self.policies.is_empty()
+            || self.guards.icmp_rate_pps != 0
+            || self.guards.syn_threshold_pps != 0
+            || !self.amp.is_empty()
     }
 
     /// (rule_id rank, name) of every guard, for naming their events.
