@@ -80,12 +80,14 @@ fn load_config(path: &Path, o: &Overrides) -> Result<Config> {
 fn compile(cfg: &Config) -> Result<(CompiledRuleset, CompiledRateLimit)> {
     let rs = ruleset::compile(&cfg.firewall)
         .map_err(|e| anyhow!("{}: ruleset does not fit: {e:#}", cfg.path.display()))?;
-    let rl = ruleset::ratelimit::compile(&cfg.ratelimit).map_err(|e| {
-        anyhow!(
-            "{}: rate-limit policies do not fit: {e:#}",
-            cfg.path.display()
-        )
-    })?;
+    let rl = ruleset::ratelimit::compile(&cfg.ratelimit)
+        .and_then(|rl| rl.with_guards(&cfg.ddos))
+        .map_err(|e| {
+            anyhow!(
+                "{}: rate-limit policies or DDoS guards do not fit: {e:#}",
+                cfg.path.display()
+            )
+        })?;
     Ok((rs, rl))
 }
 
@@ -300,11 +302,13 @@ impl Daemon {
     }
 
     fn activate_ratelimit(&mut self, rl: CompiledRateLimit, inactive_clean: bool) -> Result<()> {
-        self.names
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .ratelimit[(self.rl.generation ^ 1) as usize] = rl.ids.clone();
-        let enabled = !rl.policies.is_empty();
+        {
+            let next = (self.rl.generation ^ 1) as usize;
+            let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
+            names.ratelimit[next] = rl.ids.clone();
+            names.guards[next] = rl.guard_names();
+        }
+        let enabled = rl.enabled();
         self.rl.activate(rl, inactive_clean)?;
         self.dp.set_stage(xdp_stage::XDP_STAGE_RATELIMIT, enabled)
     }

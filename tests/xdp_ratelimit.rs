@@ -540,3 +540,116 @@ fn syn_cookies_above_the_threshold() {
         );
     }
 }
+
+/// A TCP SYN (header only) from `src:sport` for a raw socket.
+fn raw_syn(src: std::net::IpAddr, dst: std::net::IpAddr, sport: u16, dport: u16) -> Vec<u8> {
+    let mut th = vec![0u8; 20];
+    th[0..2].copy_from_slice(&sport.to_be_bytes());
+    th[2..4].copy_from_slice(&dport.to_be_bytes());
+    th[4..8].copy_from_slice(&(u32::from(sport) * 7919).to_be_bytes());
+    th[12] = 5 << 4;
+    th[13] = 0x02;
+    th[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let pseudo = ebpfsentinel::packet::pseudo_header(src, dst, 6, 20);
+    let sum = !ebpfsentinel::packet::ones_complement_sum(&[pseudo.as_slice(), &th].concat());
+    th[16..18].copy_from_slice(&sum.to_be_bytes());
+    th
+}
+
+/// The daemon in a netns lab: a SYN flood at the listener's address is answered with cookies
+/// from XDP while a real client still connects and exchanges data.
+#[test]
+fn real_client_connects_through_a_syn_flood() {
+    use common::daemon::{Daemon, Scratch};
+    use common::netns::{veth, Netns};
+    use common::traffic;
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    if !privileged("real_client_connects_through_a_syn_flood") {
+        return;
+    }
+    let _timing = TIMING.lock().unwrap_or_else(|p| p.into_inner());
+    let client = Netns::new("syn-client");
+    let router = Netns::new("syn-router");
+    veth(&client, "eC", &router, "eR");
+    client.exec(&["ip", "addr", "add", "10.80.0.2/24", "dev", "eC"]);
+    router.exec(&["ip", "addr", "add", "10.80.0.1/24", "dev", "eR"]);
+    // the stack accepts the cookie ACKs XDP answered for
+    router.exec(&["sysctl", "-qw", "net.ipv4.tcp_syncookies=2"]);
+    let scratch = Scratch::new("syn");
+    let config = scratch.dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        // generic XDP: a veth peer without NAPI drops native XDP_TX frames (real NICs do not)
+        "interfaces: [eR]\nxdp_mode: generic\nddos:\n  syn: { threshold_pps: 20 }\n",
+    )
+    .unwrap();
+    let _daemon = Daemon::start(&router, &config, &scratch.pin_root(), &["--transient"]);
+    let server_addr = SocketAddr::new("10.80.0.1".parse().unwrap(), 8080);
+    let server = traffic::tcp_echo_server(traffic::tcp_listen(&router, server_addr), 5);
+
+    let flooding = AtomicBool::new(true);
+    let sent = std::thread::scope(|s| {
+        let flood = s.spawn(|| {
+            let raw = client.run(|| {
+                let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP)).unwrap();
+                sock.bind(&SockAddr::from(SocketAddr::new(
+                    "10.80.0.2".parse().unwrap(),
+                    0,
+                )))
+                .unwrap();
+                sock
+            });
+            let (src, dst) = ("10.80.0.2".parse().unwrap(), server_addr.ip());
+            let mut sent = 0u32;
+            while flooding.load(Ordering::Relaxed) {
+                let sport = 10000 + (sent % 50000) as u16;
+                let _ = raw.send_to(
+                    &raw_syn(src, dst, sport, 8080),
+                    &SockAddr::from(server_addr),
+                );
+                sent += 1;
+                if sent % 20 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            sent
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        // results, not panics: the flood must stop whatever happens here
+        let outcomes: Vec<Result<(), String>> = (0..5)
+            .map(|_| {
+                traffic::tcp_exchange(
+                    &client,
+                    "10.80.0.2".parse().unwrap(),
+                    server_addr,
+                    Duration::from_secs(5),
+                )
+            })
+            .collect();
+        flooding.store(false, Ordering::Relaxed);
+        (flood.join().unwrap(), outcomes)
+    });
+    let (sent, outcomes) = sent;
+    for (i, o) in outcomes.iter().enumerate() {
+        assert!(o.is_ok(), "connection {i} during the flood: {o:?}");
+    }
+    assert_eq!(server.join().unwrap(), 5, "every connection was served");
+    if std::env::var_os("RL_DEBUG").is_some() {
+        let st =
+            common::daemon::cli(&["status", "--pin-root", scratch.pin_root().to_str().unwrap()]);
+        eprintln!("{}", String::from_utf8_lossy(&st.stdout));
+    }
+    let rl = ebpfsentinel::maps::ratelimit::RateLimitMaps::from_pins(&scratch.pin_root()).unwrap();
+    let st = rl.stats().unwrap();
+    let cookies = st[rl_stat::RL_STAT_SYNCOOKIES_SENT.0 as usize];
+    let syns = st[rl_stat::RL_STAT_SYN_RECEIVED.0 as usize];
+    eprintln!("{sent} flood SYNs sent, {syns} SYNs seen, {cookies} answered with cookies");
+    assert!(sent > 1000, "the flood ran: {sent}");
+    assert!(
+        cookies > syns / 2,
+        "most SYNs answered from XDP: {cookies} of {syns}"
+    );
+}

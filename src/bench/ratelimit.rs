@@ -197,7 +197,7 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    #[allow(clippy::too_many_arguments)]
+    /// `per_call`: (samples, outliers) of a per-call figure.
     fn row(
         &mut self,
         scenario: &str,
@@ -205,8 +205,7 @@ impl Bench<'_> {
         keys: &'static str,
         method: &'static str,
         (ns, floor_ns): (f64, f64),
-        samples: Option<usize>,
-        outliers: Option<usize>,
+        per_call: Option<(usize, usize)>,
     ) {
         println!(
             "{scenario:<46} {tracked:>9} {keys:<6} {method:<8} {ns:>8.1} {floor_ns:>7.1} {:>6.2}x {:>8.1}",
@@ -222,8 +221,8 @@ impl Bench<'_> {
             floor_ns,
             ratio_to_floor: ns / floor_ns,
             over_floor_ns: ns - floor_ns,
-            samples,
-            outliers,
+            samples: per_call.map(|p| p.0),
+            outliers: per_call.map(|p| p.1),
         });
     }
 
@@ -238,15 +237,7 @@ impl Bench<'_> {
         let frame = udp_frame(source(0), DPORT);
         let (ns, floor_ns) = time_against_floor(prog, self.floor, &frame, self.repeat)?;
         self.count(prog, ROUNDS as u64 * u64::from(self.repeat));
-        self.row(
-            scenario,
-            tracked,
-            "hot",
-            "repeat",
-            (ns, floor_ns),
-            None,
-            None,
-        );
+        self.row(scenario, tracked, "hot", "repeat", (ns, floor_ns), None);
         Ok(())
     }
 
@@ -261,6 +252,7 @@ impl Bench<'_> {
         srcs: &[Ipv4Addr],
         passes: usize,
     ) -> Result<()> {
+        ensure!(!srcs.is_empty(), "{scenario}: no packets to time");
         let mut order = srcs.to_vec();
         let (mut best, mut best_floor) = ((f64::MAX, 0), f64::MAX);
         let mut t_prog = Vec::with_capacity(srcs.len());
@@ -293,8 +285,7 @@ impl Bench<'_> {
             keys,
             "per-call",
             (best.0, best_floor),
-            Some(2 * srcs.len()),
-            Some(best.1),
+            Some((2 * srcs.len(), best.1)),
         );
         Ok(())
     }

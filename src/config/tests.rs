@@ -996,6 +996,13 @@ fn ddos_guards() {
         "burst defaults to twice the rate"
     );
     assert!(parse_ok("interfaces: [eth0]\n").ddos.icmp.is_none());
+    assert_eq!(
+        parse_ok("ddos:\n  syn: { threshold_pps: 20 }\n")
+            .ddos
+            .syn_threshold_pps,
+        Some(20)
+    );
+    assert_error("ddos:\n  syn: »{}\n", "threshold_pps");
     assert_error(
         "ddos:\n  amplification:\n    ports: [ { port: 53, rate: 5 }, { port: »53, rate: 6 } ]\n",
         "port 53 is listed twice",
