@@ -45,6 +45,7 @@ const GENERATION: &str = "ebpfsentinel_config_generation";
 const RELOADS: &str = "ebpfsentinel_config_reloads_total";
 const BUILD_INFO: &str = "ebpfsentinel_build_info";
 const RL_PACKETS: &str = "ebpfsentinel_xdp_ratelimit_packets_total";
+const SYN: &str = "ebpfsentinel_ddos_syn_total";
 
 /// Labels (verdict, reason) of each xdp_ratelimit slot, the DDoS guards' included; events
 /// have their own metrics.
@@ -60,6 +61,18 @@ pub fn rl_stat_label(stat: rl_stat) -> Option<(&'static str, &'static str)> {
         rl_stat::RL_STAT_ICMP_OVERSIZED => ("drop", "icmp_oversized"),
         rl_stat::RL_STAT_AMP_PASSED => ("pass", "amplification_guard"),
         rl_stat::RL_STAT_AMP_DROPPED => ("drop", "amplification"),
+        rl_stat::RL_STAT_SYNCOOKIES_SENT => ("tx", "syn_cookie"),
+        _ => return None,
+    })
+}
+
+/// The SYN guard's counters by `what` (SYNs seen and cookie ACKs checked are not verdicts).
+pub fn syn_stat_label(stat: rl_stat) -> Option<&'static str> {
+    Some(match stat {
+        rl_stat::RL_STAT_SYN_RECEIVED => "received",
+        rl_stat::RL_STAT_SYNCOOKIES_SENT => "cookies_sent",
+        rl_stat::RL_STAT_SYNCOOKIE_ACK_VALID => "cookie_ack_valid",
+        rl_stat::RL_STAT_SYNCOOKIE_ACK_INVALID => "cookie_ack_invalid",
         _ => return None,
     })
 }
@@ -270,6 +283,10 @@ pub fn fill_levels(rs: &CompiledRuleset) -> Vec<MapFill> {
 
 fn describe() {
     describe_counter!(
+        SYN,
+        "SYN guard: SYNs seen, SYN cookies sent from XDP, cookie ACKs the kernel's check accepted or refused."
+    );
+    describe_counter!(
         RL_PACKETS,
         "Packets xdp_ratelimit decided, by verdict and reason: policies and the ICMP and amplification guards (kernel rl_stats, summed over CPUs)."
     );
@@ -368,6 +385,9 @@ impl Publisher {
         for (slot, n) in snap.ratelimit.iter().enumerate() {
             if let Some((verdict, reason)) = rl_stat_label(rl_stat(slot as u32)) {
                 counter!(RL_PACKETS, "verdict" => verdict, "reason" => reason).absolute(*n);
+            }
+            if let Some(what) = syn_stat_label(rl_stat(slot as u32)) {
+                counter!(SYN, "what" => what).absolute(*n);
             }
         }
         if let Some(n) = snap.ratelimit.get(rl_stat::RL_STAT_EVENTS_SENT.0 as usize) {

@@ -1,22 +1,24 @@
 //! xdp_firewall with xdp_ratelimit chained after it, on packets that pass: ns/packet with 1,
-//! 10k and 1M tracked sources, per-source and per-policy keys, against the floor measured in
-//! the same run.
+//! 10k and 1M tracked sources, per-source and per-policy keys, new sources (bucket insert, and
+//! LRU eviction once the map is full), each against the floor measured in the same run.
 //!
-//! Two ways of timing, each row against xdp_floor timed the same way:
-//! - `repeat`: one packet, BPF_PROG_TEST_RUN with --repeat, best of five alternated with the
-//!   floor, as in `bench firewall`. The key is hot: its bucket stays in the cache.
+//! Two ways of timing, each figure against xdp_floor timed the same way:
+//! - `repeat`: one packet, BPF_PROG_TEST_RUN with --repeat, best of ROUNDS alternated with the
+//!   floor, as in `bench firewall`: the key is hot, its bucket stays in the cache.
 //! - `per-call`: one BPF_PROG_TEST_RUN per packet with repeat 1, each followed by the floor on
-//!   the same packet, over a list of sources in a new random order on every pass. A key's
-//!   bucket is as cold as the traffic in between leaves it. Repeat 1 is what makes this cheap
-//!   (microseconds per call: the kernel only swaps the XDP dispatcher for repeat > 1, which
-//!   costs milliseconds); the kernel still times the run alone. A single run includes its
-//!   share of the test harness (a clock read, the softirq guard) that `repeat` amortises, so
-//!   `per-call` figures, floor included, sit above `repeat` ones and are compared with each
-//!   other: `per-call` hot against `per-call` spread.
+//!   the same packet, over a list of sources in a new random order on every pass; the best
+//!   pass of PASSES. Repeat 1 is what makes a million calls affordable: the kernel swaps the
+//!   XDP dispatcher (milliseconds) only for repeat > 1, so a call costs microseconds, and it
+//!   still times the run alone. Every run starts after a system call, with what that leaves
+//!   in the caches and branch predictors: `per-call` figures, floor included, sit above
+//!   `repeat` ones, and a cache miss costs more than in a stream of packets. Compare them with
+//!   each other (per-call hot against per-call spread), not with `repeat` rows or with the
+//!   spread rows of `bench firewall`, whose harness (xdp_firewall_spread) rewrites the
+//!   addresses inside the repeat loop but does not hand the packet to the next stage.
 //!
-//! Buckets are filled the way traffic fills them (the program inserts a source's bucket on
-//! its first packet); the counters of xdp_ratelimit confirm that every packet timed went
-//! through its bucket and passed in rate.
+//! Buckets are filled the way traffic fills them: the program inserts a source's bucket on
+//! its first packet. xdp_ratelimit's counters confirm that every packet timed went through a
+//! bucket and passed in rate.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -364,7 +366,14 @@ pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
 
     println!(
         "{:<46} {:>9} {:<6} {:<8} {:>8} {:>7} {:>7} {:>8}",
-        "scenario (UDP, passes)", "tracked", "keys", "method", "ns/pkt", "floor", "ratio", "+ns"
+        "scenario (UDP packets that pass)",
+        "tracked",
+        "keys",
+        "method",
+        "ns/pkt",
+        "floor",
+        "ratio",
+        "+ns"
     );
     let name = "floor (xdp_floor against itself)";
     b.hot_repeat(name, 0, floor)?;
