@@ -47,8 +47,14 @@ static __always_inline bool emit_packet_event(__u32 ifindex, const struct pkt *p
 	ev->action = action;
 	cpu = bpf_get_smp_processor_id();
 	ev->cpu = cpu > 255 ? 255 : cpu;
-	bpf_ringbuf_submit(ev,
-			   pending >= EVENTS_WAKEUP_BYTES ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	/*
+	 * One wakeup when the pending data crosses the threshold, not one per record above it:
+	 * the consumer drains on its own timer meanwhile.
+	 */
+	bpf_ringbuf_submit(ev, pending < EVENTS_WAKEUP_BYTES &&
+					       pending + sizeof(*ev) + 8 >= EVENTS_WAKEUP_BYTES ?
+				       BPF_RB_FORCE_WAKEUP :
+				       BPF_RB_NO_WAKEUP);
 	return true;
 }
 
