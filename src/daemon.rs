@@ -77,7 +77,8 @@ fn load_config(path: &Path, o: &Overrides) -> Result<Config> {
     Ok(cfg)
 }
 
-fn compile(cfg: &Config) -> Result<(CompiledRuleset, CompiledRateLimit)> {
+/// The config's firewall ruleset and rate-limit stage, or why they do not fit the maps.
+pub fn compile(cfg: &Config) -> Result<(CompiledRuleset, CompiledRateLimit)> {
     let rs = ruleset::compile(&cfg.firewall)
         .map_err(|e| anyhow!("{}: ruleset does not fit: {e:#}", cfg.path.display()))?;
     let rl = ruleset::ratelimit::compile(&cfg.ratelimit)

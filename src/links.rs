@@ -169,6 +169,29 @@ fn detach_netlink(ifindex: i32, mode: AttachMode, prog_id: u32) -> Result<()> {
     Ok(())
 }
 
+fn linked(
+    ifname: &str,
+    ifindex: i32,
+    mode: AttachMode,
+    prog_id: u32,
+    adopted: bool,
+    link: OwnedFd,
+    pin: PathBuf,
+) -> Attached {
+    Attached {
+        info: XdpAttachment {
+            ifname: ifname.into(),
+            ifindex,
+            mode,
+            hook: Hook::Link,
+            prog_id,
+            adopted,
+        },
+        link: Some(link),
+        pin,
+    }
+}
+
 /// Points the interface's XDP hook at `prog`: re-points an adopted pinned link, or creates and
 /// pins a new one (native first in auto mode), or falls back to netlink when the kernel has no
 /// XDP links. A program someone else attached is never replaced.
@@ -196,18 +219,15 @@ pub fn attach(
         };
         match (rc, query(ifindex)) {
             (0, Some((attached_mode, id))) if id == prog_id => {
-                return Ok(Attached {
-                    info: XdpAttachment {
-                        ifname: ifname.into(),
-                        ifindex,
-                        mode: attached_mode,
-                        hook: Hook::Link,
-                        prog_id,
-                        adopted: true,
-                    },
-                    link: Some(fd),
+                return Ok(linked(
+                    ifname,
+                    ifindex,
+                    attached_mode,
+                    prog_id,
+                    true,
+                    fd,
                     pin,
-                });
+                ));
             }
             // The interface went away and came back: that link is dead.
             _ => fs::remove_file(&pin)
@@ -231,18 +251,7 @@ pub fn attach(
                 let rc = unsafe { libbpf_sys::bpf_obj_pin(fd.as_raw_fd(), path.as_ptr()) };
                 check(rc, || format!("pinning link {}", pin.display()))?;
                 let (attached_mode, id) = query(ifindex).unwrap_or((m, prog_id));
-                return Ok(Attached {
-                    info: XdpAttachment {
-                        ifname: ifname.into(),
-                        ifindex,
-                        mode: attached_mode,
-                        hook: Hook::Link,
-                        prog_id: id,
-                        adopted: false,
-                    },
-                    link: Some(fd),
-                    pin,
-                });
+                return Ok(linked(ifname, ifindex, attached_mode, id, false, fd, pin));
             }
             Err(e) => errors.push(format!("{m:?}: {e:#}")),
         }

@@ -210,7 +210,7 @@ impl Bench<'_> {
         per_call: Option<(usize, usize)>,
     ) {
         println!(
-            "{scenario:<46} {tracked:>9} {keys:<6} {method:<8} {ns:>8.1} {floor_ns:>7.1} {:>6.2}x {:>8.1}",
+            "{scenario:<50} {tracked:>9} {keys:<6} {method:<8} {ns:>8.1} {floor_ns:>7.1} {:>6.2}x {:>8.1}",
             ns / floor_ns,
             ns - floor_ns
         );
@@ -365,7 +365,7 @@ pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
     };
 
     println!(
-        "{:<46} {:>9} {:<6} {:<8} {:>8} {:>7} {:>7} {:>8}",
+        "{:<50} {:>9} {:<6} {:<8} {:>8} {:>7} {:>7} {:>8}",
         "scenario (UDP packets that pass)",
         "tracked",
         "keys",
@@ -410,7 +410,7 @@ pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
     b.hot_repeat(name, 1, fw)?;
     b.per_call(name, 1, "hot", fw, &hot, PASSES)?;
     b.per_call(
-        "firewall + ratelimit, new source (bucket insert)",
+        "firewall + ratelimit, new source (insert)",
         SOURCES_10K,
         "new",
         fw,
@@ -470,7 +470,7 @@ pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
         );
     }
     println!(
-        "  (repeat: one packet, {ROUNDS} rounds of {repeat}; per-call: one run per call, best of \
+        "  (repeat: best of {ROUNDS} calls of {repeat} runs; per-call: one run per call, best of \
          {PASSES} passes; ratio and +ns against the floor timed the same way; {:.0} s)",
         started.elapsed().as_secs_f64()
     );

@@ -2,7 +2,6 @@ use anyhow::{anyhow, Result};
 
 use super::{ConfigArg, Outcome};
 use crate::config;
-use crate::ruleset;
 
 /// Validate a config file and compile its ruleset, touching nothing in the kernel.
 ///
@@ -15,16 +14,7 @@ pub struct CheckArgs {
 
 pub fn execute(args: CheckArgs) -> Result<Outcome> {
     let cfg = config::load(&args.config.config).map_err(|e| anyhow!("invalid config:\n{e}"))?;
-    let rs = ruleset::compile(&cfg.firewall)
-        .map_err(|e| anyhow!("{}: ruleset does not fit: {e:#}", cfg.path.display()))?;
-    let rl = ruleset::ratelimit::compile(&cfg.ratelimit)
-        .and_then(|rl| rl.with_guards(&cfg.ddos))
-        .map_err(|e| {
-            anyhow!(
-                "{}: rate-limit policies do not fit: {e:#}",
-                cfg.path.display()
-            )
-        })?;
+    let (rs, rl) = crate::daemon::compile(&cfg)?;
     let cidr_only = rs.ranks.iter().filter(|r| r.cidr_only).count();
     println!(
         "{}: ok: {} rules ({} CIDR-only with {} prefixes, {} IPv4 and {} IPv6 general), {} aliases, {} allowlist prefixes, {} match sets, {} rate-limit policies",

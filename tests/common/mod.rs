@@ -10,7 +10,6 @@ pub mod traffic;
 use ebpfsentinel::maps::Generations;
 use std::path::Path;
 
-use ebpfsentinel::abi::fw_stat;
 use ebpfsentinel::config;
 use ebpfsentinel::loader::{Dataplane, LoadOptions};
 use ebpfsentinel::maps::firewall::FirewallMaps;
@@ -20,17 +19,8 @@ use ebpfsentinel::ruleset::{self, CompiledRuleset};
 use libbpf_rs::ProgramInput;
 
 /// Every packet moves exactly one of these fw_stats slots.
-pub const VERDICT_SLOTS: [fw_stat; 9] = [
-    fw_stat::FW_STAT_PASS_RULE,
-    fw_stat::FW_STAT_PASS_DEFAULT,
-    fw_stat::FW_STAT_PASS_ALLOWLIST,
-    fw_stat::FW_STAT_PASS_NON_IP,
-    fw_stat::FW_STAT_PASS_MALFORMED,
-    fw_stat::FW_STAT_PASS_MONITOR,
-    fw_stat::FW_STAT_DROP_RULE,
-    fw_stat::FW_STAT_DROP_DEFAULT,
-    fw_stat::FW_STAT_DROP_MALFORMED,
-];
+#[allow(unused_imports)] // not every test binary counts verdicts
+pub use ebpfsentinel::metrics::VERDICT_STATS as VERDICT_SLOTS;
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
