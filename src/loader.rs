@@ -154,7 +154,10 @@ impl Dataplane {
                 .bench_addrs
                 .set_max_entries(n.max(1))
                 .context("sizing bench_addrs")?,
-            None => open.progs.xdp_firewall_spread.set_autoload(false),
+            None => {
+                open.progs.xdp_firewall_spread.set_autoload(false);
+                open.progs.xdp_chain_spread.set_autoload(false);
+            }
         }
         let mut firewall = open.load().map_err(load_error("xdp_firewall"))?;
 

@@ -7,16 +7,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, MapHandle, ProgramInput, ProgramMut};
+use libbpf_rs::{MapHandle, ProgramMut};
 use serde::Serialize;
 
 use super::{
-    covered, firewall, general_rule_net, general_rules, print_targets, random_cidrs, write_json,
-    Rng, Target,
+    covered, fill_bench_addrs, firewall, general_rule_net, general_rules, print_targets,
+    random_cidrs, time_against_floor, udp_frame, write_json, Rng, Target,
 };
-use crate::abi::{bench_addr, bytes_of};
 use crate::loader::{Dataplane, LoadOptions};
-use crate::packet::PacketBuilder;
 use crate::ruleset;
 use crate::skel::xdp_floor::XdpFloorSkelBuilder;
 
@@ -35,54 +33,6 @@ struct Report {
     repeat: u32,
     rows: Vec<Row>,
     targets: Vec<Target>,
-}
-
-fn udp_frame(src: Ipv4Addr, dport: u16) -> Vec<u8> {
-    PacketBuilder::new()
-        .ipv4(src, Ipv4Addr::new(192, 0, 2, 1))
-        .udp(40000, dport)
-        .payload(&[0u8; 18])
-        .build()
-}
-
-fn time_once(prog: &ProgramMut, frame: &[u8], repeat: u32) -> Result<f64> {
-    let out = prog
-        .test_run(ProgramInput {
-            data_in: Some(frame),
-            repeat,
-            ..Default::default()
-        })
-        .with_context(|| format!("BPF_PROG_TEST_RUN of {}", prog.name().to_string_lossy()))?;
-    Ok(out.duration.as_nanos() as f64)
-}
-
-/// Rounds of (stage, floor) pairs per figure; the minimum of each is kept, since interference
-/// from the rest of the machine only ever adds time.
-const ROUNDS: usize = 5;
-
-/// Times a program and its floor in alternation, so that both see the same machine.
-fn time_against_floor(
-    prog: &ProgramMut,
-    floor: &ProgramMut,
-    frame: &[u8],
-    repeat: u32,
-) -> Result<(f64, f64)> {
-    let (mut best, mut best_floor) = (f64::MAX, f64::MAX);
-    for _ in 0..ROUNDS {
-        best = best.min(time_once(prog, frame, repeat)?);
-        best_floor = best_floor.min(time_once(floor, frame, repeat)?);
-    }
-    Ok((best, best_floor))
-}
-
-fn fill_bench_addrs(map: &MapHandle, srcs: &[Ipv4Addr]) -> Result<()> {
-    for (i, a) in srcs.iter().enumerate() {
-        let mut v = bench_addr::default();
-        v.src[..4].copy_from_slice(&a.octets());
-        v.dst[..4].copy_from_slice(&[192, 0, 2, 1]);
-        map.update(&(i as u32).to_ne_bytes(), bytes_of(&v), MapFlags::ANY)?;
-    }
-    Ok(())
 }
 
 const SPREAD_KEYS: u32 = 65536;

@@ -59,7 +59,7 @@ pub fn write_json(path: Option<&Path>, report: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
-/// A UDP packet from `src` to 192.0.2.1, 64 bytes on the wire without the FCS.
+/// A minimum-size UDP frame (60 bytes before the FCS) from `src` to 192.0.2.1.
 pub fn udp_frame(src: Ipv4Addr, dport: u16) -> Vec<u8> {
     crate::packet::PacketBuilder::new()
         .ipv4(src, Ipv4Addr::new(192, 0, 2, 1))
@@ -78,6 +78,29 @@ pub fn time_once(prog: &ProgramMut, frame: &[u8], repeat: u32) -> Result<f64> {
         })
         .with_context(|| format!("BPF_PROG_TEST_RUN of {}", prog.name().to_string_lossy()))?;
     Ok(out.duration.as_nanos() as f64)
+}
+
+/// Writes `srcs` (to 192.0.2.1), cycled, into every slot of a spread harness's bench_addrs.
+pub fn fill_bench_addrs(map: &libbpf_rs::MapHandle, srcs: &[Ipv4Addr]) -> Result<()> {
+    use libbpf_rs::{MapCore, MapFlags};
+    const CHUNK: usize = 65536;
+    let slots = map.max_entries() as usize;
+    let (mut keys, mut values) = (Vec::new(), Vec::new());
+    for (i, a) in srcs.iter().cycle().take(slots).enumerate() {
+        let mut v = crate::abi::bench_addr::default();
+        v.src[..4].copy_from_slice(&a.octets());
+        v.dst[..4].copy_from_slice(&[192, 0, 2, 1]);
+        keys.extend_from_slice(&(i as u32).to_ne_bytes());
+        values.extend_from_slice(crate::abi::bytes_of(&v));
+        if keys.len() == 4 * CHUNK || i + 1 == slots {
+            let n = (keys.len() / 4) as u32;
+            map.update_batch(&keys, &values, n, MapFlags::ANY, MapFlags::ANY)
+                .context("writing bench_addrs")?;
+            keys.clear();
+            values.clear();
+        }
+    }
+    Ok(())
 }
 
 /// Rounds of (stage, floor) pairs per figure; the minimum of each is kept, since interference

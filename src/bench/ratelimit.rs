@@ -3,8 +3,11 @@
 //! LRU eviction once the map is full), each against the floor measured in the same run.
 //!
 //! Two ways of timing, each figure against xdp_floor timed the same way:
-//! - `repeat`: one packet, BPF_PROG_TEST_RUN with --repeat, best of ROUNDS alternated with the
-//!   floor, as in `bench firewall`: the key is hot, its bucket stays in the cache.
+//! - `repeat`: BPF_PROG_TEST_RUN with --repeat, best of ROUNDS alternated with the floor, as
+//!   in `bench firewall`. Keys `hot`: one packet, its bucket stays in the cache. Keys `spread`
+//!   and `new`: the harness xdp_chain_spread rewrites the addresses from bench_addrs on every
+//!   run, then runs xdp_firewall's path with the chain after it (xdp_floor_spread, the same
+//!   rewrite then XDP_PASS, is the floor): a stream of packets over many sources.
 //! - `per-call`: one BPF_PROG_TEST_RUN per packet with repeat 1, each followed by the floor on
 //!   the same packet, over a list of sources in a new random order on every pass; the best
 //!   pass of PASSES. Repeat 1 is what makes a million calls affordable: the kernel swaps the
@@ -12,9 +15,8 @@
 //!   still times the run alone. Every run starts after a system call, with what that leaves
 //!   in the caches and branch predictors: `per-call` figures, floor included, sit above
 //!   `repeat` ones, and a cache miss costs more than in a stream of packets. Compare them with
-//!   each other (per-call hot against per-call spread), not with `repeat` rows or with the
-//!   spread rows of `bench firewall`, whose harness (xdp_firewall_spread) rewrites the
-//!   addresses inside the repeat loop but does not hand the packet to the next stage.
+//!   each other (per-call hot against per-call spread), not with `repeat` rows: they are the
+//!   pessimistic bound of packets that arrive one at a time.
 //!
 //! Buckets are filled the way traffic fills them: the program inserts a source's bucket on
 //! its first packet. xdp_ratelimit's counters confirm that every packet timed went through a
@@ -29,7 +31,9 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapHandle, ProgramInput, ProgramMut};
 use serde::Serialize;
 
-use super::{firewall, time_against_floor, udp_frame, write_json, Rng, ROUNDS};
+use super::{
+    fill_bench_addrs, firewall, time_against_floor, time_once, udp_frame, write_json, Rng, ROUNDS,
+};
 use crate::abi::{rl_limits, rl_stat, xdp_stage};
 use crate::config;
 use crate::loader::{Dataplane, LoadOptions};
@@ -186,10 +190,18 @@ enum Stage {
     InRate,
 }
 
+/// xdp_chain_spread and xdp_floor_spread, and the address tables they cycle through.
+struct Harness<'a> {
+    chain: &'a ProgramMut<'static>,
+    floor: &'a ProgramMut<'static>,
+    addrs: [MapHandle; 2],
+}
+
 struct Bench<'a> {
     repeat: u32,
     fw: &'a ProgramMut<'static>,
     floor: &'a ProgramMut<'static>,
+    harness: Harness<'a>,
     rl: RateLimitMaps,
     rng: Rng,
     rows: Vec<Row>,
@@ -229,7 +241,7 @@ impl Bench<'_> {
     }
 
     fn count(&mut self, prog: &ProgramMut, runs: u64) {
-        if std::ptr::eq(prog, self.fw) {
+        if std::ptr::eq(prog, self.fw) || std::ptr::eq(prog, self.harness.chain) {
             self.runs += runs;
         }
     }
@@ -240,6 +252,32 @@ impl Bench<'_> {
         let (ns, floor_ns) = time_against_floor(prog, self.floor, &frame, self.repeat)?;
         self.count(prog, ROUNDS as u64 * u64::from(self.repeat));
         self.row(scenario, tracked, "hot", "repeat", (ns, floor_ns), None);
+        Ok(())
+    }
+
+    /// Makes the spread harnesses cycle through `srcs`.
+    fn spread_over(&self, srcs: &[Ipv4Addr]) -> Result<()> {
+        for map in &self.harness.addrs {
+            fill_bench_addrs(map, srcs)?;
+        }
+        Ok(())
+    }
+
+    /// The spread harness: the next address of its table on every run, --repeat runs per
+    /// call, best of ROUNDS alternated with the floor's harness.
+    fn spread(&mut self, scenario: &str, tracked: usize, keys: &'static str) -> Result<()> {
+        let frame = udp_frame(source(0), DPORT);
+        let (chain, floor) = (self.harness.chain, self.harness.floor);
+        let (ns, floor_ns) = time_against_floor(chain, floor, &frame, self.repeat)?;
+        self.count(chain, ROUNDS as u64 * u64::from(self.repeat));
+        self.row(scenario, tracked, keys, "repeat", (ns, floor_ns), None);
+        Ok(())
+    }
+
+    /// `runs` untimed runs of the spread harness (the next `runs` addresses of its table).
+    fn spread_untimed(&mut self, runs: u32) -> Result<()> {
+        time_once(self.harness.chain, &udp_frame(source(0), DPORT), runs)?;
+        self.count(self.harness.chain, u64::from(runs));
         Ok(())
     }
 
@@ -335,12 +373,19 @@ impl Bench<'_> {
 pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
     let started = Instant::now();
     let _pinned = Pinned::here()?;
+    let table = if max_sources >= SOURCES_1M {
+        SOURCES_1M
+    } else {
+        SOURCES_10K
+    };
     let storage = Box::leak(Box::new(std::mem::MaybeUninit::uninit()));
-    let floor_skel = XdpFloorSkelBuilder::default()
-        .open(storage)?
-        .load()
-        .context("loading xdp_floor")?;
-    let dp = Dataplane::load(&LoadOptions::default())?;
+    let mut open_floor = XdpFloorSkelBuilder::default().open(storage)?;
+    open_floor.maps.bench_addrs.set_max_entries(table as u32)?;
+    let floor_skel = open_floor.load().context("loading xdp_floor")?;
+    let dp = Dataplane::load(&LoadOptions {
+        pin_root: None,
+        bench_addrs: Some(table as u32),
+    })?;
     dp.firewall_maps()?
         .apply(&ruleset::compile(&firewall(vec![], &[]))?)?;
     let buckets = MapHandle::try_from(&dp.ratelimit.maps.rl_buckets)?;
@@ -348,6 +393,14 @@ pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
         repeat,
         fw: &dp.firewall.progs.xdp_firewall,
         floor: &floor_skel.progs.xdp_floor,
+        harness: Harness {
+            chain: &dp.firewall.progs.xdp_chain_spread,
+            floor: &floor_skel.progs.xdp_floor_spread,
+            addrs: [
+                MapHandle::try_from(&dp.firewall.maps.bench_addrs)?,
+                MapHandle::try_from(&floor_skel.maps.bench_addrs)?,
+            ],
+        },
         rl: dp.ratelimit_maps()?,
         rng: Rng(0x5eed),
         rows: Vec::new(),
@@ -358,6 +411,7 @@ pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
     let (fw, floor) = (b.fw, b.floor);
     let hot = vec![source(0); HOT_CALLS];
     let set_10k = sources(0..SOURCES_10K);
+    b.spread_over(&set_10k)?;
     let mut lru = Lru {
         max_entries: rl_limits::RL_MAX_BUCKETS.0,
         after_1m_sources: None,
@@ -383,6 +437,7 @@ pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
     b.hot_repeat(name, 0, fw)?;
     b.per_call(name, 0, "hot", fw, &hot, PASSES)?;
     b.per_call(name, 0, "spread", fw, &set_10k, PASSES)?;
+    b.spread(name, 0, "spread")?;
     b.check(Stage::Off)?;
 
     b.apply(
@@ -393,6 +448,7 @@ pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
     b.hot_repeat(name, 1, fw)?;
     b.per_call(name, 1, "hot", fw, &hot, PASSES)?;
     b.per_call(name, 1, "spread", fw, &set_10k, PASSES)?;
+    b.spread(name, 1, "spread")?;
     b.check(Stage::InRate)?;
     let keys: Vec<Vec<u8>> = buckets.keys().collect();
     ensure!(
@@ -424,18 +480,27 @@ pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
     );
     b.hot_repeat(name, SOURCES_10K, fw)?;
     b.per_call(name, SOURCES_10K, "spread", fw, &set_10k, PASSES)?;
+    b.spread(name, SOURCES_10K, "spread")?;
     b.check(Stage::InRate)?;
 
     if max_sources >= SOURCES_1M {
-        let rest = sources(SOURCES_10K..SOURCES_1M);
+        let set_1m = sources(0..SOURCES_1M);
         let t = Instant::now();
-        b.touch(&rest)?;
+        b.spread_over(&set_1m)?;
+        // the first 10k have a bucket already
+        b.spread(
+            "firewall + ratelimit, new source (insert, 99%)",
+            SOURCES_1M,
+            "new",
+        )?;
+        // one more cycle through the table whatever --repeat was
+        b.spread_untimed(SOURCES_1M as u32)?;
         b.check(Stage::InRate)?;
         let n = b.rl.tracked_keys();
         lru.after_1m_sources = Some(n);
         println!(
             "  ({} more sources in {:.1} s: {n} buckets of {}{})",
-            rest.len(),
+            SOURCES_1M - SOURCES_10K,
             t.elapsed().as_secs_f64(),
             lru.max_entries,
             if n == SOURCES_1M {
@@ -445,8 +510,8 @@ pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
             }
         );
         b.hot_repeat(name, n, fw)?;
-        let set_1m = sources(0..SOURCES_1M);
         b.per_call(name, n, "spread", fw, &set_1m, PASSES)?;
+        b.spread(name, n, "spread")?;
         b.check(Stage::InRate)?;
 
         // past max_entries, every new source takes the least recently used bucket
@@ -461,12 +526,19 @@ pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
             &timed,
             1,
         )?;
+        let fresh = max + 4096 + OVERFLOW_TIMED;
+        b.spread_over(&sources(fresh..fresh + SOURCES_1M))?;
+        b.spread(
+            "firewall + ratelimit, new source, map full (LRU)",
+            max,
+            "new",
+        )?;
         b.check(Stage::InRate)?;
         let n = b.rl.tracked_keys();
         lru.after_overflow = Some(n);
         println!(
             "  ({} sources through a map of {max}: {n} buckets)",
-            max + 4096 + OVERFLOW_TIMED,
+            fresh + (ROUNDS * repeat as usize).min(SOURCES_1M),
         );
     }
     println!(
