@@ -437,7 +437,7 @@ opid=$!
 cat "$run/err" >&2 &
 epid=$!
 
-append="console=ttyS0 quiet panic=-1 cryptomgr.notests rdinit=/init 8250.nr_uarts=4"
+append="console=ttyS0 quiet panic=-1 reboot=t cryptomgr.notests rdinit=/init 8250.nr_uarts=4"
 [[ $mitigations == off ]] && append+=" mitigations=off"
 if [[ $machine == microvm ]]; then
 	khz=$(host_tsc_khz)
