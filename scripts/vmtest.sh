@@ -449,6 +449,7 @@ fi
 qemu=(qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none
 	-accel tcg,thread=multi -cpu max -smp "$cpus" -m "$mem"
 	-kernel "$kdir/vmlinux" -initrd "$initrd"
+	-monitor "unix:$run/monitor.sock,server=on,wait=off"
 	-chardev "file,id=con,path=$run/console.log" -serial chardev:con
 	-chardev "file,id=out,path=$run/out" -device isa-serial,chardev=out,index=1
 	-chardev "file,id=err,path=$run/err" -device isa-serial,chardev=err,index=2
