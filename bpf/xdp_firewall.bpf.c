@@ -438,7 +438,7 @@ static __always_inline int fw_decide(struct xdp_md *ctx, struct pkt *p)
 		return FW_ACTION_PASS;
 	monitor = s->flags & FW_SET_MONITOR;
 
-	parsed = parse_packet(data, data_end, p);
+	parsed = parse_packet(data, data_end, data_end - data, p);
 	p->parse_result = parsed;
 	if (parsed == PARSE_NON_IP) {
 		fw_count(FW_STAT_PASS_NON_IP);

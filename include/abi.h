@@ -10,6 +10,7 @@
 #include "abi/limits.h"
 #include "abi/event.h"
 #include "abi/chain.h"
+#include "abi/conntrack.h"
 #include "abi/firewall.h"
 #include "abi/ratelimit.h"
 

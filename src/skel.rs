@@ -18,3 +18,7 @@ pub mod xdp_floor {
 pub mod xdp_ratelimit {
     include!(concat!(env!("OUT_DIR"), "/xdp_ratelimit.skel.rs"));
 }
+
+pub mod tc_conntrack {
+    include!(concat!(env!("OUT_DIR"), "/tc_conntrack.skel.rs"));
+}

@@ -45,7 +45,7 @@ struct pkt {
 	__u8 flags;        /* enum pkt_flags */
 	__u8 parse_result; /* enum parse_result */
 	__u8 stage_flags;  /* enum pkt_stage_flags: what earlier stages decided */
-	__u8 pad;
+	__u8 ct_class;     /* enum ct_class, CT_CLASS_NEW while conntrack is off */
 };
 
 enum pkt_stage_flags {
@@ -135,7 +135,7 @@ static __always_inline int parse_ipv4(void *l3, void *data_end, struct pkt *p)
 	p->proto = ip->protocol;
 	hlen = ip->ihl * 4;
 	tot = bpf_ntohs(ip->tot_len);
-	if (tot < hlen || tot > data_end - l3)
+	if (tot < hlen || tot > p->len - p->l3_off)
 		return PARSE_MALFORMED;
 	frag = bpf_ntohs(ip->frag_off);
 	if (frag & (IPV4_FRAG_OFFSET | IPV4_FRAG_MORE))
@@ -163,7 +163,7 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct pkt *p)
 	__builtin_memcpy(p->saddr, &ip6->saddr, 16);
 	__builtin_memcpy(p->daddr, &ip6->daddr, 16);
 	plen = bpf_ntohs(ip6->payload_len);
-	if (plen > data_end - payload)
+	if (plen > p->len - p->l3_off - sizeof(*ip6))
 		return PARSE_MALFORMED;
 	nexthdr = ip6->nexthdr;
 
@@ -209,14 +209,19 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct pkt *p)
 	return parse_l4(payload + off, plen - off, data_end, p);
 }
 
-static __always_inline int parse_packet(void *data, void *data_end, struct pkt *p)
+/*
+ * frame_len is the whole frame; data_end may end earlier (a TC skb's linear part), and header
+ * reads stop there, but IP lengths are checked against the frame.
+ */
+static __always_inline int parse_packet(void *data, void *data_end, __u32 frame_len,
+					struct pkt *p)
 {
 	struct ethhdr *eth = data;
 	void *cur;
 	__u16 proto;
 	int i;
 
-	p->len = data_end - data;
+	p->len = frame_len;
 	p->l4x = FW_DIM_ABSENT_16;
 	if ((void *)(eth + 1) > data_end)
 		return PARSE_MALFORMED;

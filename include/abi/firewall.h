@@ -30,6 +30,8 @@ enum fw_stat {
 	FW_STAT_PASS_MALFORMED,
 	/* monitor mode: drop verdicts that were let through */
 	FW_STAT_PASS_MONITOR,
+	/* conntrack fast path: an ESTABLISHED or RELATED packet, no rule consulted */
+	FW_STAT_PASS_TRACKED,
 	FW_STAT_DROP_RULE,
 	FW_STAT_DROP_DEFAULT,
 	FW_STAT_DROP_MALFORMED,
@@ -52,6 +54,8 @@ enum fw_dim {
 	FW_DIM_VLAN,
 	/* TCP: the flags byte; ICMP/ICMPv6: type << 8 | code */
 	FW_DIM_L4X,
+	/* enum ct_class of the packet */
+	FW_DIM_CT,
 	FW_DIM_COUNT,
 };
 
@@ -68,7 +72,8 @@ enum fw_dim_layout {
 	FW_DIM_OFF_DPORT = FW_DIM_OFF_SPORT + 65537,
 	FW_DIM_OFF_VLAN = FW_DIM_OFF_DPORT + 65537,
 	FW_DIM_OFF_L4X = FW_DIM_OFF_VLAN + 4097,
-	FW_DIM_BLOCK = FW_DIM_OFF_L4X + 65537,
+	FW_DIM_OFF_CT = FW_DIM_OFF_L4X + 65537,
+	FW_DIM_BLOCK = FW_DIM_OFF_CT + CT_CLASS_COUNT,
 	FW_DIM_SLOTS = FW_DIM_BLOCK * ES_GENERATIONS * ES_FAMILIES,
 };
 

@@ -159,6 +159,7 @@ pub fn rule(id: String, action: Action) -> Rule {
         tcp_flags: None,
         icmp_type: None,
         icmp_code: None,
+        state: None,
     }
 }
 

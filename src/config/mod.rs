@@ -81,7 +81,60 @@ pub struct Config {
     pub firewall: FirewallConfig,
     pub ratelimit: RateLimitConfig,
     pub ddos: DdosConfig,
+    pub conntrack: ConntrackConfig,
 }
+
+/// `conntrack`: the connection table tc_conntrack keeps on both TC hooks and xdp_firewall
+/// reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConntrackConfig {
+    pub enabled: bool,
+    /// `table_size`: entries of the LRU table (both families)
+    pub table_size: u32,
+    /// `fast_path`: ESTABLISHED and RELATED packets pass xdp_firewall before any rule
+    pub fast_path: bool,
+    /// `invalid`: what tc_conntrack does with packets it classes INVALID
+    pub invalid: Action,
+    /// `timeouts`: idle time after which an entry is gone, by `enum ct_state`
+    pub timeouts: [std::time::Duration; CT_STATES],
+    /// `sweep_interval`: how often the daemon removes idle entries nobody looked up
+    pub sweep_interval: std::time::Duration,
+}
+
+/// `enum ct_state` values: one timeout each.
+pub const CT_STATES: usize = 11;
+
+/// nf_conntrack's defaults (net.netfilter.nf_conntrack_*_timeout*), by `enum ct_state`.
+pub const DEFAULT_CT_TIMEOUTS_SECS: [u64; CT_STATES] = [
+    120,    // tcp syn_sent
+    60,     // tcp syn_recv
+    432000, // tcp established (5 days)
+    120,    // tcp fin_wait
+    60,     // tcp close_wait
+    120,    // tcp time_wait
+    10,     // tcp closed (after RST)
+    30,     // udp new (one direction seen)
+    120,    // udp established (replies seen)
+    30,     // icmp new
+    30,     // icmp established
+];
+
+impl Default for ConntrackConfig {
+    fn default() -> Self {
+        ConntrackConfig {
+            enabled: false,
+            table_size: 262_144,
+            fast_path: true,
+            invalid: Action::Pass,
+            timeouts: DEFAULT_CT_TIMEOUTS_SECS.map(std::time::Duration::from_secs),
+            sweep_interval: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// `state:` of a rule: bit `1 << enum ct_class` per accepted class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtStates(pub u8);
 
 /// `ddos`: guards that need no policy.
 #[derive(Debug, Clone, Default)]
@@ -231,6 +284,7 @@ pub struct Rule {
     pub tcp_flags: Option<TcpFlags>,
     pub icmp_type: Option<u8>,
     pub icmp_code: Option<u8>,
+    pub state: Option<CtStates>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

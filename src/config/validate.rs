@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use super::netset::{parse_net, read_netset, NetList};
 use super::yaml::{self, duplicate, Node, Pos, Scalar, Value};
-use super::{
+use super::{ConntrackConfig, 
     Action, AddrMatch, Alias, AmpPort, Config, ConfigError, ConfigErrors, DdosConfig,
     FirewallConfig, FirewallMode, IcmpGuard, Location, PortRange, Proto, RateAction, RateKey,
     RateLimitConfig, RatePolicy, Rule, TcpFlags, VlanMatch, XdpMode, DEFAULT_AMP_PORTS,
@@ -375,6 +375,8 @@ impl Checker<'_> {
                 .section("ddos")
                 .map(|n| self.ddos(n))
                 .unwrap_or_default(),
+            // TODO(conntrack): parse the `conntrack` section
+            conntrack: ConntrackConfig::default(),
         };
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);
@@ -895,6 +897,8 @@ impl Checker<'_> {
             icmp_code: fields
                 .get("icmp_code")
                 .and_then(|n| self.number(n, u8::MAX)),
+            // TODO(conntrack): parse `state:`
+            state: None,
         };
         // Consistency checks on a rule that already has errors would mostly echo them.
         if self.errors.len() != errors_before {
