@@ -14,14 +14,64 @@ char LICENSE[] SEC("license") = "GPL";
 /* BTF for userspace: types only maps of other objects or userspace use */
 struct ct_entry _ct_entry_btf;
 struct ct_settings _ct_settings_btf;
+struct ct_key _ct_key_btf;
+enum ct_state _ct_state_btf;
+enum ct_class _ct_class_btf;
+enum ct_dir _ct_dir_btf;
+enum ct_entry_flags _ct_entry_flags_btf;
+enum ct_stat _ct_stat_btf;
+enum ct_limits _ct_limits_btf;
+enum tc_stage _tc_stage_btf;
+
+struct ct_opt_scan {
+	/* 40 option bytes at most; the 64-byte buffer lets indexes be masked */
+	__u8 opts[64];
+	__u32 len;
+	__u32 off;
+	__u8 wscale;
+};
+
+/*
+ * One option per call, through bpf_loop: the callback is verified once, where an unrolled or
+ * bounded loop over 40 bytes multiplies the verifier's states past its limit.
+ */
+static long ct_opt_step(__u64 index, void *ctx)
+{
+	struct ct_opt_scan *scan = ctx;
+	__u64 at = scan->off, next = scan->off + 1, value = scan->off + 2;
+	__u8 kind, optlen;
+
+	if (scan->off + 1 >= scan->len)
+		return 1;
+	VERIFIER_MASK(at, 63);
+	VERIFIER_MASK(next, 63);
+	VERIFIER_MASK(value, 63);
+	kind = scan->opts[at];
+	if (kind == TCPOPT_EOL)
+		return 1;
+	if (kind == TCPOPT_NOP) {
+		scan->off++;
+		return 0;
+	}
+	optlen = scan->opts[next];
+	if (kind == TCPOPT_WSCALE && optlen == 3 && scan->off + 2 < scan->len) {
+		__u8 scale = scan->opts[value];
+
+		scan->wscale = scale > TCP_MAX_WSCALE ? TCP_MAX_WSCALE : scale;
+		return 1;
+	}
+	if (optlen < 2)
+		return 1;
+	scan->off += optlen;
+	return 0;
+}
 
 /* the window scale a SYN announces, CT_NO_WSCALE without the option */
 static __always_inline __u8 ct_syn_wscale(struct __sk_buff *skb, const struct pkt *p)
 {
-	__u8 opts[40] = {};
-	__u32 len, off = 0;
+	struct ct_opt_scan scan = { .wscale = CT_NO_WSCALE };
 	struct tcphdr th;
-	int i;
+	__u32 len;
 
 	if (bpf_skb_load_bytes(skb, p->l4_off, &th, sizeof(th)))
 		return CT_NO_WSCALE;
@@ -29,33 +79,13 @@ static __always_inline __u8 ct_syn_wscale(struct __sk_buff *skb, const struct pk
 	if (len <= sizeof(th))
 		return CT_NO_WSCALE;
 	len -= sizeof(th);
-	if (len > sizeof(opts))
+	if (len > 40)
 		return CT_NO_WSCALE;
-	if (bpf_skb_load_bytes(skb, p->l4_off + sizeof(th), opts, len))
+	if (bpf_skb_load_bytes(skb, p->l4_off + sizeof(th), scan.opts, len))
 		return CT_NO_WSCALE;
-	for (i = 0; i < (int)sizeof(opts); i++) {
-		__u8 kind, optlen;
-
-		if (off + 1 >= len)
-			break;
-		kind = opts[off % sizeof(opts)];
-		if (kind == TCPOPT_EOL)
-			break;
-		if (kind == TCPOPT_NOP) {
-			off++;
-			continue;
-		}
-		optlen = opts[(off + 1) % sizeof(opts)];
-		if (kind == TCPOPT_WSCALE && optlen == 3 && off + 2 < len) {
-			__u8 scale = opts[(off + 2) % sizeof(opts)];
-
-			return scale > TCP_MAX_WSCALE ? TCP_MAX_WSCALE : scale;
-		}
-		if (optlen < 2)
-			break;
-		off += optlen;
-	}
-	return CT_NO_WSCALE;
+	scan.len = len;
+	bpf_loop(40, ct_opt_step, &scan, 0);
+	return scan.wscale;
 }
 
 static __always_inline void ct_side_open(struct ct_side *s, const struct ct_view *v, __u32 win)

@@ -9,6 +9,7 @@
 #include "lib/events.bpf.h"
 #include "lib/chain.bpf.h"
 #include "lib/bench.bpf.h"
+#include "lib/conntrack.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -347,7 +348,7 @@ static __always_inline int fw_classify(const struct pkt *p, const struct fw_sett
 	__u8 dims = s->active_dims[p->family & 1];
 	__u32 block = (gen * ES_FAMILIES + p->family) * FW_DIM_BLOCK;
 	bool ports = p->flags & PKT_F_PORTS;
-	const struct fw_bitmap *b0, *b1, *b2, *b3, *b4, *b5, *b6;
+	const struct fw_bitmap *b0, *b1, *b2, *b3, *b4, *b5, *b6, *b7;
 	__u64 summary;
 	int n;
 
@@ -370,9 +371,13 @@ static __always_inline int fw_classify(const struct pkt *p, const struct fw_sett
 	b6 = fw_bitmap_at(FW_DIM_ON(dims, FW_DIM_L4X) ?
 				  fw_dim_value(block, FW_DIM_OFF_L4X, p->l4x) :
 				  FW_BITMAP_ALL);
-	if (!b2 || !b3 || !b4 || !b5 || !b6)
+	b7 = fw_bitmap_at(FW_DIM_ON(dims, FW_DIM_CT) ?
+				  fw_dim_value(block, FW_DIM_OFF_CT, p->ct_class & 3) :
+				  FW_BITMAP_ALL);
+	if (!b2 || !b3 || !b4 || !b5 || !b6 || !b7)
 		return -1;
-	summary = b2->summary & b3->summary & b4->summary & b5->summary & b6->summary;
+	summary = b2->summary & b3->summary & b4->summary & b5->summary & b6->summary &
+		  b7->summary;
 	if (!summary)
 		return -1;
 
@@ -392,7 +397,7 @@ static __always_inline int fw_classify(const struct pkt *p, const struct fw_sett
 
 		VERIFIER_MASK(w, 63);
 		word = b0->words[w] & b1->words[w] & b2->words[w] & b3->words[w] & b4->words[w] &
-		       b5->words[w] & b6->words[w];
+		       b5->words[w] & b6->words[w] & b7->words[w];
 
 		if (word)
 			return w * 64 + ctz64(word);
@@ -465,6 +470,18 @@ static __always_inline int fw_decide(struct xdp_md *ctx, struct pkt *p)
 		p->stage_flags |= PKT_STAGE_ALLOWLISTED;
 		fw_count(FW_STAT_PASS_ALLOWLIST);
 		return FW_ACTION_PASS;
+	}
+
+	const struct ct_settings *cs = ct_settings_get();
+
+	if (cs && cs->enabled) {
+		p->ct_class = ct_classify(data, data_end, p, cs, bpf_ktime_get_ns());
+		if (cs->fast_path &&
+		    (p->ct_class == CT_CLASS_ESTABLISHED || p->ct_class == CT_CLASS_RELATED)) {
+			ct_count(CT_STAT_FAST_PATH);
+			fw_count(FW_STAT_PASS_TRACKED);
+			return FW_ACTION_PASS;
+		}
 	}
 
 	if (fam == FW_FAMILY_V4) {

@@ -7,6 +7,10 @@ pub use crate::skel::xdp_ratelimit::types::{
     rl_action, rl_amp_key, rl_amp_port, rl_bucket, rl_guard_key, rl_guards, rl_key, rl_key_mode,
     rl_limits, rl_match, rl_policy, rl_stat,
 };
+pub use crate::skel::tc_conntrack::types::{ct_limits, tc_stage};
+pub use crate::skel::tc_conntrack::types::{
+    ct_dir, ct_entry, ct_entry_flags, ct_key, ct_settings, ct_side, ct_stat, ct_state,
+};
 pub use types::{
     bench_addr, es_limits, event_action, event_kind, event_rule, fw_action, fw_bitmap, fw_cls_hash,
     fw_cls_v4_key, fw_cls_v6_key, fw_counter, fw_dim, fw_dim_layout, fw_exact_v4_key,
@@ -26,6 +30,10 @@ macro_rules! plain {
 
 plain!(
     bench_addr,
+    ct_entry,
+    ct_key,
+    ct_settings,
+    ct_side,
     fw_bitmap,
     fw_cls_v4_key,
     fw_cls_v6_key,
@@ -73,6 +81,16 @@ pub fn event_rule_parts(rule_id: u16) -> Option<(u32, u16)> {
 pub const CLS_HASH_LENS: usize = fw_cls_hash::FW_CLS_HASH_LENS.0 as usize;
 pub const LEN_NONE: u8 = fw_cls_hash::FW_LEN_NONE.0 as u8;
 
+/// Slots of the per-CPU ct_stats array.
+pub const CT_STAT_COUNT: usize = ct_stat::CT_STAT_COUNT.0 as usize;
+/// Values of `enum ct_state`: one timeout each.
+pub const CT_STATE_COUNT: usize = ct_state::CT_STATE_COUNT.0 as usize;
+
+const _: () = assert!(std::mem::size_of::<ct_key>() == 40);
+const _: () = assert!(std::mem::size_of::<ct_side>() == 32);
+const _: () = assert!(std::mem::size_of::<ct_entry>() == 96);
+const _: () = assert!(std::mem::size_of::<ct_settings>() == 8 * CT_STATE_COUNT + 8);
+const _: () = assert!(CT_STATE_COUNT == crate::config::CT_STATES);
 const _: () = assert!(std::mem::size_of::<packet_event>() == 56);
 const _: () = assert!(std::mem::size_of::<rl_policy>() == 24);
 const _: () = assert!(std::mem::size_of::<rl_match>() == 24);

@@ -25,6 +25,7 @@ use crate::config::{self, Config};
 use crate::control;
 use crate::events::{self, Clock};
 use crate::loader::{self, Dataplane, LoadOptions};
+use crate::maps::conntrack::{ConntrackMaps, SweepReport};
 use crate::maps::firewall::FirewallMaps;
 use crate::maps::ratelimit::RateLimitMaps;
 use crate::metrics::{self, ConsumerCounters, Exporter, Snapshot};
@@ -229,10 +230,53 @@ pub(crate) fn spawn_event_reader(
         })?)
 }
 
+/// The conntrack sweeper's view, shared with its thread: the settings it applies, what it
+/// found last.
+#[derive(Default)]
+pub(crate) struct Sweeper {
+    cfg: RwLock<config::ConntrackConfig>,
+    last: Mutex<Option<SweepReport>>,
+}
+
+/// Removes idle entries nobody looked up (a packet only expires the entry it finds) on its own
+/// thread: a walk of a large table must not stall the event loop.
+fn spawn_sweeper(
+    pin_root: PathBuf,
+    sweeper: Arc<Sweeper>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let maps = ConntrackMaps::from_pins(&pin_root)?;
+    Ok(std::thread::Builder::new()
+        .name("ct-sweep".into())
+        .spawn(move || {
+            let mut next = std::time::Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                let cfg = sweeper
+                    .cfg
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if !cfg.enabled || std::time::Instant::now() < next {
+                    continue;
+                }
+                next = std::time::Instant::now() + cfg.sweep_interval;
+                match maps.sweep(&cfg) {
+                    Ok(report) => {
+                        *sweeper.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(report)
+                    }
+                    Err(e) => eprintln!("ebpfsentinel: conntrack sweep: {e:#}"),
+                }
+            }
+        })?)
+}
+
 struct Daemon {
     opts: Options,
     cfg: Config,
     dp: Dataplane,
+    ct: ConntrackMaps,
+    sweeper: Arc<Sweeper>,
     fw: Staged<FirewallMaps>,
     rl: Staged<RateLimitMaps>,
     /// the firewall's active generation (what status and metrics report)
@@ -252,12 +296,19 @@ impl Daemon {
         let dp = Dataplane::load(&LoadOptions {
             pin_root: Some(cfg.pin_root.clone()),
             bench_addrs: None,
+            ct_table_size: Some(cfg.conntrack.table_size),
         })?;
+        if let Some(note) = &dp.ct_table_note {
+            eprintln!("ebpfsentinel: {note}");
+        }
         let fw = Staged::new(dp.firewall_maps()?)?;
         let rl_stage = Staged::new(dp.ratelimit_maps()?)?;
+        let ct = dp.conntrack_maps()?;
         let mut d = Daemon {
             opts,
             cfg,
+            ct,
+            sweeper: Arc::default(),
             dp,
             fw,
             rl: rl_stage,
@@ -267,12 +318,21 @@ impl Daemon {
             reloads_ok: 0,
             reloads_failed: 0,
         };
+        // Tracking runs before the ruleset that may match its states is activated.
+        let ct_cfg = d.cfg.conntrack.clone();
+        d.apply_conntrack(&ct_cfg, &[])?;
         // What an earlier daemon left in the inactive generation is unknown: clear it whole.
         let adopted = d.dp.adopted;
         d.activate(rs, rl, !adopted)?;
         let wanted = d.cfg.interfaces.clone();
         for ifname in &wanted {
             d.dp.attach_xdp(ifname, d.cfg.xdp_mode)?;
+        }
+        // TC entry programs an earlier daemon left on interfaces this config no longer names
+        // (or with tracking now off).
+        let tc_wanted: &[String] = if d.cfg.conntrack.enabled { &wanted } else { &[] };
+        for p in crate::tc_links::remove_pinned_except(&d.cfg.pin_root, tc_wanted) {
+            eprintln!("ebpfsentinel: {p}");
         }
         // Interfaces an earlier daemon attached that this config no longer names.
         for stale in crate::links::pinned_interfaces(&d.cfg.pin_root) {
@@ -282,6 +342,33 @@ impl Daemon {
         }
         d.write_state()?;
         Ok(d)
+    }
+
+    /// Writes the conntrack settings, fills or empties its slot of the TC chains, and hangs
+    /// the TC entry programs on every interface while tracking is on (`previous`: the
+    /// interfaces they hang on now).
+    fn apply_conntrack(&mut self, cfg: &config::ConntrackConfig, previous: &[String]) -> Result<()> {
+        self.ct.apply(cfg)?;
+        self.dp
+            .set_tc_stage(crate::abi::tc_stage::TC_STAGE_CONNTRACK, cfg.enabled)?;
+        let wanted: Vec<String> = if cfg.enabled {
+            self.cfg.interfaces.clone()
+        } else {
+            Vec::new()
+        };
+        for ifname in &wanted {
+            if !previous.contains(ifname) || self.dp.tc_attachments().all(|a| &a.ifname != ifname)
+            {
+                self.dp.attach_tc(ifname)?;
+            }
+        }
+        for ifname in previous {
+            if !wanted.contains(ifname) {
+                self.dp.detach_tc(ifname)?;
+            }
+        }
+        *self.sweeper.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg.clone();
+        Ok(())
     }
 
     /// Applies a compiled config: firewall first, then the rate limiter and its chain slot.
@@ -380,13 +467,34 @@ impl Daemon {
             );
         }
         let (rs, rl) = compile(&cfg)?;
+        if cfg.conntrack.table_size != self.cfg.conntrack.table_size {
+            eprintln!(
+                "ebpfsentinel: conntrack.table_size changed ({} -> {}): the table keeps its size \
+                 and its flows until `ebpfsentinel down` and a restart",
+                self.cfg.conntrack.table_size, cfg.conntrack.table_size
+            );
+        }
         for ifname in &cfg.interfaces {
             if !self.cfg.interfaces.contains(ifname) {
                 self.dp.attach_xdp(ifname, cfg.xdp_mode)?;
             }
         }
-        self.activate(rs, rl, true)?;
-        for ifname in &self.cfg.interfaces {
+        let tracked: Vec<String> = if self.cfg.conntrack.enabled {
+            self.cfg.interfaces.clone()
+        } else {
+            Vec::new()
+        };
+        let old_interfaces = std::mem::replace(&mut self.cfg.interfaces, cfg.interfaces.clone());
+        // States matched by the new ruleset are tracked before it is active; a ruleset that
+        // stops matching them is active before tracking goes.
+        if cfg.conntrack.enabled {
+            self.apply_conntrack(&cfg.conntrack, &tracked)?;
+            self.activate(rs, rl, true)?;
+        } else {
+            self.activate(rs, rl, true)?;
+            self.apply_conntrack(&cfg.conntrack, &tracked)?;
+        }
+        for ifname in &old_interfaces {
             if !cfg.interfaces.contains(ifname) {
                 self.dp.detach_xdp(ifname)?;
             }
@@ -432,6 +540,7 @@ impl Daemon {
             pin_root: self.cfg.pin_root.clone(),
             netns_inode: state::netns_inode(),
             interfaces: self.dp.attachments().cloned().collect(),
+            tc: self.dp.tc_attachments().cloned().collect(),
             generation: self.generation,
             rules: self.active().ranks.iter().map(|r| r.id.clone()).collect(),
             maps: metrics::fill_levels(self.active())
@@ -622,6 +731,7 @@ async fn serve(opts: Options) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let events_map = MapHandle::try_from(&d.dp.firewall.maps.events)?;
     let reader = spawn_event_reader(events_map, sink.clone(), d.names.clone(), stop.clone())?;
+    let sweeper = spawn_sweeper(d.cfg.pin_root.clone(), d.sweeper.clone(), stop.clone())?;
     let exporter = match d.cfg.metrics_listen {
         Some(addr) => Some(Exporter::install(addr)?),
         None => None,
@@ -691,6 +801,7 @@ async fn serve(opts: Options) -> Result<()> {
 
     stop.store(true, Ordering::Relaxed);
     let _ = reader.join();
+    let _ = sweeper.join();
     let _ = std::fs::remove_file(control::socket_path(&d.cfg.pin_root));
     if transient {
         eprintln!("ebpfsentinel: stopping: detaching and unpinning (transient run)");

@@ -16,3 +16,4 @@ pub mod ruleset;
 pub mod signals;
 pub mod skel;
 pub mod state;
+pub mod tc_links;

@@ -11,10 +11,17 @@ use libbpf_rs::{MapCore, OpenObject, ProgramMut};
 
 use crate::config::XdpMode;
 use crate::links::{self, Attached, XdpAttachment};
+use crate::maps::conntrack::{ConntrackMaps, CT_MAP_NAMES};
 use crate::maps::firewall::{FirewallMaps, MAP_NAMES};
 use crate::maps::ratelimit::{RateLimitMaps, RL_MAP_NAMES};
+use crate::skel::tc_conntrack::{TcConntrackSkel, TcConntrackSkelBuilder};
 use crate::skel::xdp_firewall::{XdpFirewallSkel, XdpFirewallSkelBuilder};
 use crate::skel::xdp_ratelimit::{XdpRatelimitSkel, XdpRatelimitSkelBuilder};
+use crate::tc_links::{self, Direction, TcAttached, TcAttachment};
+
+/// The TC chains, pinned so that a restarted daemon fills the slots the attached entry
+/// programs already use.
+pub const TC_MAP_NAMES: [&str; 2] = ["tc_chain_ingress", "tc_chain_egress"];
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
@@ -24,15 +31,22 @@ pub struct LoadOptions {
     pub pin_root: Option<PathBuf>,
     /// Addresses the spread-key benchmark harness cycles through; None leaves it unloaded.
     pub bench_addrs: Option<u32>,
+    /// Entries of the conntrack table; None: the compiled-in default. A table pinned by an
+    /// earlier daemon keeps its size (and its flows) until `down`.
+    pub ct_table_size: Option<u32>,
 }
 
 pub struct Dataplane {
     pub firewall: XdpFirewallSkel<'static>,
     pub ratelimit: XdpRatelimitSkel<'static>,
+    pub conntrack: TcConntrackSkel<'static>,
     pin_root: Option<PathBuf>,
     /// the maps were taken over from pins an earlier daemon left
     pub adopted: bool,
+    /// what the conntrack table holds, when it differs from what was asked
+    pub ct_table_note: Option<String>,
     attachments: Vec<Attached>,
+    tc_attachments: Vec<TcAttached>,
 }
 
 /// Fails unless `dir` (or its nearest existing ancestor) is on a bpffs.
@@ -72,6 +86,12 @@ pub fn ifindex(ifname: &str) -> Result<i32> {
         bail!("no interface named {ifname} in this network namespace");
     }
     Ok(idx as i32)
+}
+
+/// max_entries of a pinned map, None when nothing is pinned there.
+fn pinned_max_entries(path: &Path) -> Option<u32> {
+    let map = libbpf_rs::MapHandle::from_pinned_path(path).ok()?;
+    map.info().ok().map(|info| info.info.max_entries)
 }
 
 /// Takes over the maps an earlier daemon pinned under `root` (those of `names` that exist);
@@ -145,8 +165,28 @@ impl Dataplane {
             .open(storage)
             .context("opening the xdp_firewall object")?;
         let mut adopted = false;
+        let mut ct_table_note = None;
+        let mut ct_size = opts
+            .ct_table_size
+            .unwrap_or(crate::abi::ct_limits::CT_DEFAULT_TABLE_SIZE.0);
+        if let Some(root) = &opts.pin_root {
+            if let Some(pinned) = pinned_max_entries(&root.join("ct_table")) {
+                if pinned != ct_size {
+                    ct_table_note = Some(format!(
+                        "the pinned conntrack table holds {pinned} entries, not the configured \
+                         {ct_size}: its flows are kept; `ebpfsentinel down` and a restart resize it"
+                    ));
+                    ct_size = pinned;
+                }
+            }
+        }
+        open.maps
+            .ct_table
+            .set_max_entries(ct_size)
+            .context("sizing ct_table")?;
         if let Some(root) = &opts.pin_root {
             adopted |= adopt_pins(open.open_object_mut(), root, &MAP_NAMES)?;
+            adopted |= adopt_pins(open.open_object_mut(), root, &CT_MAP_NAMES)?;
         }
         match opts.bench_addrs {
             Some(n) => open
@@ -185,17 +225,110 @@ impl Dataplane {
         }
         let mut ratelimit = open_rl.load().map_err(load_error("xdp_ratelimit"))?;
 
+        // The TC pipeline shares the firewall's conntrack maps.
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open_ct = TcConntrackSkelBuilder::default()
+            .open(storage)
+            .context("opening the tc_conntrack object")?;
+        open_ct
+            .maps
+            .ct_table
+            .reuse_fd(firewall.maps.ct_table.as_fd())?;
+        open_ct
+            .maps
+            .ct_settings
+            .reuse_fd(firewall.maps.ct_settings.as_fd())?;
+        open_ct
+            .maps
+            .ct_stats
+            .reuse_fd(firewall.maps.ct_stats.as_fd())?;
+        if let Some(root) = &opts.pin_root {
+            adopted |= adopt_pins(open_ct.open_object_mut(), root, &TC_MAP_NAMES)?;
+        }
+        let mut conntrack = open_ct.load().map_err(load_error("tc_conntrack"))?;
+
         if let Some(root) = &opts.pin_root {
             pin_maps(firewall.object_mut(), root, &MAP_NAMES)?;
+            pin_maps(firewall.object_mut(), root, &CT_MAP_NAMES)?;
             pin_maps(ratelimit.object_mut(), root, &RL_MAP_NAMES)?;
+            pin_maps(conntrack.object_mut(), root, &TC_MAP_NAMES)?;
         }
-        Ok(Dataplane {
+        let dataplane = Dataplane {
             firewall,
             ratelimit,
+            conntrack,
             pin_root: opts.pin_root.clone(),
             adopted,
+            ct_table_note,
             attachments: Vec::new(),
-        })
+            tc_attachments: Vec::new(),
+        };
+        dataplane.set_tc_stage(crate::abi::tc_stage::TC_STAGE_CONNTRACK, true)?;
+        Ok(dataplane)
+    }
+
+    /// Fills (or empties, to disable) a stage's slot in both TC chains.
+    pub fn set_tc_stage(&self, stage: crate::abi::tc_stage, enabled: bool) -> Result<()> {
+        use libbpf_rs::MapFlags;
+        let slot = stage.0.to_ne_bytes();
+        let prog = match stage {
+            crate::abi::tc_stage::TC_STAGE_CONNTRACK => &self.conntrack.progs.tc_conntrack,
+            other => bail!("no program for TC stage {}", other.0),
+        };
+        let fd = (prog.as_fd().as_raw_fd() as u32).to_ne_bytes();
+        for chain in [
+            &self.conntrack.maps.tc_chain_ingress,
+            &self.conntrack.maps.tc_chain_egress,
+        ] {
+            if enabled {
+                chain
+                    .update(&slot, &fd, MapFlags::ANY)
+                    .context("filling the TC chain")?;
+            } else {
+                let _ = chain.delete(&slot);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn conntrack_maps(&self) -> Result<ConntrackMaps> {
+        ConntrackMaps::from_object(self.firewall.object())
+    }
+
+    pub fn tc_attachments(&self) -> impl Iterator<Item = &TcAttachment> {
+        self.tc_attachments.iter().map(|a| &a.info)
+    }
+
+    /// Hangs the TC entry programs on both directions of an interface.
+    pub fn attach_tc(&mut self, ifname: &str) -> Result<()> {
+        let root = self
+            .pin_root
+            .clone()
+            .context("attaching needs a pin root: links are pinned under it")?;
+        for direction in Direction::BOTH {
+            let prog = match direction {
+                Direction::Ingress => &self.conntrack.progs.tc_ingress,
+                Direction::Egress => &self.conntrack.progs.tc_egress,
+            };
+            let prog_id = libbpf_rs::Program::id_from_fd(prog.as_fd())?;
+            let attached = tc_links::attach(prog.as_fd(), prog_id, ifname, direction, &root)?;
+            self.tc_attachments.push(attached);
+        }
+        Ok(())
+    }
+
+    /// Removes the TC entry programs from an interface (it left the config).
+    pub fn detach_tc(&mut self, ifname: &str) -> Result<()> {
+        let (gone, kept) = self
+            .tc_attachments
+            .drain(..)
+            .partition(|a| a.info.ifname == ifname);
+        self.tc_attachments = kept;
+        for a in gone {
+            a.detach()?;
+        }
+        Ok(())
     }
 
     /// Fills (or empties, to disable) a stage's slot in the XDP chain.
@@ -268,6 +401,11 @@ impl Dataplane {
             .drain(..)
             .filter_map(|a| a.detach().err().map(|e| format!("{e:#}")))
             .collect();
+        problems.extend(
+            self.tc_attachments
+                .drain(..)
+                .filter_map(|a| a.detach().err().map(|e| format!("{e:#}"))),
+        );
         if let Some(root) = &self.pin_root {
             problems.extend(remove_pins(root));
         }
@@ -283,8 +421,14 @@ pub fn remove_pins(root: &Path) -> Vec<String> {
             problems.push(format!("{e:#}"));
         }
     }
+    problems.extend(tc_links::remove_pinned(root));
     let _ = fs::remove_dir(links::links_dir(root));
-    for name in MAP_NAMES.iter().chain(&RL_MAP_NAMES) {
+    for name in MAP_NAMES
+        .iter()
+        .chain(&RL_MAP_NAMES)
+        .chain(&CT_MAP_NAMES)
+        .chain(&TC_MAP_NAMES)
+    {
         let path = root.join(name);
         if path.exists() {
             if let Err(e) = fs::remove_file(&path) {

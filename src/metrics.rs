@@ -15,9 +15,14 @@
 //! Hits between the last publish before a reload and the flip are lost unless the daemon
 //! publishes a snapshot of the old generation, read after the flip with the old rule ids,
 //! before the first one of the new generation.
+//!
+//! Connection tracking is exported only while the snapshot carries a [`Conntrack`] part:
+//! the daemon fills `Snapshot::conntrack` with [`Conntrack::read`] when conntrack is
+//! enabled, passing its last [`SweepReport`] for the entries gauge.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use anyhow::{bail, Context, Result};
@@ -25,7 +30,8 @@ use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 
-use crate::abi::{self, fw_stat, rl_stat};
+use crate::abi::{self, ct_stat, fw_stat, rl_stat};
+use crate::maps::conntrack::{ConntrackMaps, CtState, SweepReport, CT_STATE_COUNT, CT_STAT_COUNT};
 use crate::maps::firewall::FirewallMaps;
 use crate::ruleset::{CompiledRuleset, FAMILIES};
 
@@ -46,6 +52,124 @@ const RELOADS: &str = "ebpfsentinel_config_reloads_total";
 const BUILD_INFO: &str = "ebpfsentinel_build_info";
 const RL_PACKETS: &str = "ebpfsentinel_xdp_ratelimit_packets_total";
 const SYN: &str = "ebpfsentinel_ddos_syn_total";
+const CT_EVICTED: &str = "ebpfsentinel_conntrack_evicted_total";
+const CT_ENTRIES: &str = "ebpfsentinel_conntrack_entries";
+
+/// A ct_stats slot: its short name (`status`, `stats`) and its counter.
+#[derive(Debug, Clone, Copy)]
+pub struct CtCounter {
+    pub stat: ct_stat,
+    pub name: &'static str,
+    pub metric: &'static str,
+    pub help: &'static str,
+}
+
+/// Every ct_stats slot, in enum order.
+pub const CT_COUNTERS: [CtCounter; CT_STAT_COUNT] = {
+    const fn c(
+        stat: ct_stat,
+        name: &'static str,
+        metric: &'static str,
+        help: &'static str,
+    ) -> CtCounter {
+        CtCounter {
+            stat,
+            name,
+            metric,
+            help,
+        }
+    }
+    [
+        c(
+            ct_stat::CT_STAT_LOOKUPS,
+            "lookups",
+            "ebpfsentinel_conntrack_lookups_total",
+            "Conntrack table lookups by tc_conntrack and xdp_firewall (kernel ct_stats, summed over CPUs).",
+        ),
+        c(
+            ct_stat::CT_STAT_HITS,
+            "hits",
+            "ebpfsentinel_conntrack_hits_total",
+            "Conntrack lookups that found a live entry.",
+        ),
+        c(
+            ct_stat::CT_STAT_NEW,
+            "new",
+            "ebpfsentinel_conntrack_new_total",
+            "Conntrack entries created (flows tc_conntrack saw a first packet of).",
+        ),
+        c(
+            ct_stat::CT_STAT_ESTABLISHED,
+            "established",
+            "ebpfsentinel_conntrack_established_total",
+            "Flows that became established (a reply seen, or the TCP handshake completed).",
+        ),
+        c(
+            ct_stat::CT_STAT_CLOSED,
+            "closed",
+            "ebpfsentinel_conntrack_closed_total",
+            "TCP flows closed by FIN or RST.",
+        ),
+        c(
+            ct_stat::CT_STAT_INVALID,
+            "invalid",
+            "ebpfsentinel_conntrack_invalid_total",
+            "Packets tc_conntrack classed INVALID (no SYN and no entry, out of window, unsolicited reply).",
+        ),
+        c(
+            ct_stat::CT_STAT_RELATED,
+            "related",
+            "ebpfsentinel_conntrack_related_total",
+            "ICMP errors quoting a tracked flow.",
+        ),
+        c(
+            ct_stat::CT_STAT_EXPIRED,
+            "expired",
+            "ebpfsentinel_conntrack_expired_total",
+            "Entries a packet found idle past their timeout and removed (the daemon's sweeps are not counted here).",
+        ),
+        c(
+            ct_stat::CT_STAT_DROP_INVALID,
+            "dropped_invalid",
+            "ebpfsentinel_conntrack_dropped_invalid_total",
+            "Packets tc_conntrack dropped as INVALID (conntrack.invalid: drop).",
+        ),
+        c(
+            ct_stat::CT_STAT_FAST_PATH,
+            "fast_path",
+            "ebpfsentinel_conntrack_fast_path_total",
+            "Packets xdp_firewall passed on the conntrack fast path, before any rule.",
+        ),
+    ]
+};
+
+/// Connection tracking in a [`Snapshot`]; the snapshot has none while conntrack is off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conntrack {
+    /// counts per enum ct_stat slot, summed over CPUs
+    pub stats: [u64; CT_STAT_COUNT],
+    /// LRU evictions since the daemon's first sweep, estimated
+    /// ([`crate::maps::conntrack::EvictionEstimate`])
+    pub evicted: u64,
+    /// entries by enum ct_state at the last sweep; None before the first (no gauge then)
+    pub entries: Option<[u64; CT_STATE_COUNT]>,
+}
+
+impl Conntrack {
+    /// Reads the counters; the entries come from `last_sweep`, the daemon's last
+    /// [`ConntrackMaps::sweep`], as walking the table on every publish would cost too much.
+    pub fn read(maps: &ConntrackMaps, last_sweep: Option<&SweepReport>) -> Result<Conntrack> {
+        Ok(Conntrack {
+            stats: maps.stats().context("reading ct_stats")?,
+            evicted: maps.evicted(),
+            entries: last_sweep.map(|r| r.live_by_state),
+        })
+    }
+
+    pub fn stat(&self, stat: ct_stat) -> u64 {
+        self.stats.get(stat.0 as usize).copied().unwrap_or(0)
+    }
+}
 
 /// Labels (verdict, reason) of each xdp_ratelimit slot, the DDoS guards' included; events
 /// have their own metrics.
@@ -78,13 +202,14 @@ pub fn syn_stat_label(stat: rl_stat) -> Option<&'static str> {
 }
 
 /// The fw_stats slots of which every packet moves exactly one, in enum order.
-pub const VERDICT_STATS: [fw_stat; 9] = [
+pub const VERDICT_STATS: [fw_stat; 10] = [
     fw_stat::FW_STAT_PASS_RULE,
     fw_stat::FW_STAT_PASS_DEFAULT,
     fw_stat::FW_STAT_PASS_ALLOWLIST,
     fw_stat::FW_STAT_PASS_NON_IP,
     fw_stat::FW_STAT_PASS_MALFORMED,
     fw_stat::FW_STAT_PASS_MONITOR,
+    fw_stat::FW_STAT_PASS_TRACKED,
     fw_stat::FW_STAT_DROP_RULE,
     fw_stat::FW_STAT_DROP_DEFAULT,
     fw_stat::FW_STAT_DROP_MALFORMED,
@@ -101,6 +226,7 @@ pub fn stat_label(stat: fw_stat) -> (&'static str, &'static str) {
         fw_stat::FW_STAT_PASS_NON_IP => ("pass", "non_ip"),
         fw_stat::FW_STAT_PASS_MALFORMED => ("pass", "malformed"),
         fw_stat::FW_STAT_PASS_MONITOR => ("pass", "monitor"),
+        fw_stat::FW_STAT_PASS_TRACKED => ("pass", "tracked"),
         fw_stat::FW_STAT_DROP_RULE => ("drop", "rule"),
         fw_stat::FW_STAT_DROP_DEFAULT => ("drop", "default_policy"),
         fw_stat::FW_STAT_DROP_MALFORMED => ("drop", "malformed"),
@@ -150,6 +276,8 @@ pub struct Snapshot {
     pub consumer: ConsumerCounters,
     /// packets per enum rl_stat slot (xdp_ratelimit and the DDoS guards), summed over CPUs
     pub ratelimit: Vec<u64>,
+    /// None while conntrack is off: no conntrack metrics then
+    pub conntrack: Option<Conntrack>,
 }
 
 impl Snapshot {
@@ -193,12 +321,81 @@ impl Snapshot {
             fill: fill.to_vec(),
             consumer: *consumer,
             ratelimit: Vec::new(),
+            conntrack: None,
         })
     }
 
     /// The value of one fw_stats slot (0 if the snapshot has no such slot).
     pub fn stat(&self, stat: fw_stat) -> u64 {
         self.stats.get(stat.0 as usize).copied().unwrap_or(0)
+    }
+}
+
+/// The conntrack numbers `stats` and `status` print: what the pinned table holds now and
+/// what ct_stats counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConntrackSummary {
+    pub entries: u64,
+    /// protocol -> state -> entries
+    pub by_state: BTreeMap<&'static str, BTreeMap<&'static str, u64>>,
+    /// by [`CtCounter::name`]
+    pub counters: BTreeMap<&'static str, u64>,
+}
+
+impl ConntrackSummary {
+    pub fn new(census: &[u64; CT_STATE_COUNT], stats: &[u64; CT_STAT_COUNT]) -> Self {
+        let mut by_state: BTreeMap<_, BTreeMap<_, _>> = BTreeMap::new();
+        for (state, n) in CtState::all().zip(census) {
+            by_state
+                .entry(state.protocol())
+                .or_default()
+                .insert(state.name(), *n);
+        }
+        ConntrackSummary {
+            entries: census.iter().sum(),
+            by_state,
+            counters: CT_COUNTERS
+                .iter()
+                .map(|c| (c.name, stats[c.stat.0 as usize]))
+                .collect(),
+        }
+    }
+
+    /// None when no conntrack table is pinned under `pin_root`.
+    pub fn read_pinned(pin_root: &Path) -> Result<Option<ConntrackSummary>> {
+        let probe = pin_root.join("ct_table");
+        match std::fs::symlink_metadata(&probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("looking for {}", probe.display())),
+            Ok(_) => {}
+        }
+        let maps = ConntrackMaps::from_pins(pin_root)?;
+        let stats = maps.stats().context("reading ct_stats")?;
+        let census = maps.census().context("reading ct_table")?;
+        Ok(Some(ConntrackSummary::new(&census, &stats)))
+    }
+
+    /// (counter name, count) in ct_stat order.
+    pub fn counter_lines(&self) -> Vec<(&'static str, u64)> {
+        CT_COUNTERS
+            .iter()
+            .map(|c| (c.name, self.counters.get(c.name).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// "tcp established 3, udp new 2": the states that hold entries.
+    pub fn states_text(&self) -> String {
+        let parts: Vec<String> = self
+            .by_state
+            .iter()
+            .flat_map(|(proto, states)| {
+                states
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(move |(state, n)| format!("{proto} {state} {n}"))
+            })
+            .collect();
+        parts.join(", ")
     }
 }
 
@@ -282,6 +479,17 @@ pub fn fill_levels(rs: &CompiledRuleset) -> Vec<MapFill> {
 }
 
 fn describe() {
+    for c in CT_COUNTERS {
+        describe_counter!(c.metric, c.help);
+    }
+    describe_counter!(
+        CT_EVICTED,
+        "Conntrack entries the full LRU table recycled, estimated: created minus expired, swept, flushed and live (since the daemon's first sweep)."
+    );
+    describe_gauge!(
+        CT_ENTRIES,
+        "Conntrack entries by protocol and state at the daemon's last sweep."
+    );
     describe_counter!(
         SYN,
         "SYN guard: SYNs seen, SYN cookies sent from XDP, cookie ACKs the kernel's check accepted or refused."
@@ -393,6 +601,9 @@ impl Publisher {
         if let Some(n) = snap.ratelimit.get(rl_stat::RL_STAT_EVENTS_SENT.0 as usize) {
             counter!(EVENTS, "program" => "xdp_ratelimit").absolute(*n);
         }
+        if let Some(ct) = &snap.conntrack {
+            publish_conntrack(ct);
+        }
         counter!(EVENTS, "program" => "xdp_firewall")
             .absolute(snap.stat(fw_stat::FW_STAT_EVENTS_SENT));
         counter!(EVENTS_DROPPED, "stage" => "kernel")
@@ -438,6 +649,18 @@ impl Publisher {
                 (r.id.clone(), t.total())
             })
             .collect()
+    }
+}
+
+fn publish_conntrack(ct: &Conntrack) {
+    for c in CT_COUNTERS {
+        counter!(c.metric).absolute(ct.stat(c.stat));
+    }
+    counter!(CT_EVICTED).absolute(ct.evicted);
+    if let Some(entries) = &ct.entries {
+        for (state, n) in CtState::all().zip(entries) {
+            gauge!(CT_ENTRIES, "proto" => state.protocol(), "state" => state.name()).set(*n as f64);
+        }
     }
 }
 
@@ -580,6 +803,7 @@ mod tests {
                 reloads_ok: 2,
                 reloads_failed: 1,
             },
+            conntrack: None,
         }
     }
 
@@ -658,6 +882,7 @@ mod tests {
                 r#"ebpfsentinel_xdp_firewall_packets_total{verdict="pass",reason="non_ip"} 4"#,
                 r#"ebpfsentinel_xdp_firewall_packets_total{verdict="pass",reason="malformed"} 0"#,
                 r#"ebpfsentinel_xdp_firewall_packets_total{verdict="pass",reason="monitor"} 0"#,
+                r#"ebpfsentinel_xdp_firewall_packets_total{verdict="pass",reason="tracked"} 0"#,
                 r#"ebpfsentinel_xdp_firewall_packets_total{verdict="drop",reason="rule"} 6"#,
                 r#"ebpfsentinel_xdp_firewall_packets_total{verdict="drop",reason="default_policy"} 0"#,
                 r#"ebpfsentinel_xdp_firewall_packets_total{verdict="drop",reason="malformed"} 3"#,
@@ -752,6 +977,106 @@ mod tests {
             )],
         );
         assert_eq!(fams.len(), 12, "{text}");
+    }
+
+    #[test]
+    fn conntrack_metrics_come_with_conntrack() {
+        let recorder = recorder();
+        let exporter = Exporter::new(recorder.handle());
+        publish_all(&recorder, &exporter, &[synthetic()]);
+        assert!(!exporter.render().contains("conntrack"));
+
+        let mut stats = [0; CT_STAT_COUNT];
+        for (i, v) in stats.iter_mut().enumerate() {
+            *v = 10 * i as u64 + 1;
+        }
+        let mut ct = Conntrack {
+            stats,
+            evicted: 4,
+            entries: None,
+        };
+        let snap = |ct: &Conntrack| Snapshot {
+            conntrack: Some(ct.clone()),
+            ..synthetic()
+        };
+        publish_all(&recorder, &exporter, &[snap(&ct)]);
+        let text = exporter.render();
+        let fams = families(&text);
+        for (i, c) in CT_COUNTERS.iter().enumerate() {
+            let (head, samples) = family(&fams, c.metric);
+            assert_eq!(head[0], format!("# HELP {} {}", c.metric, c.help));
+            assert_eq!(samples, &set(&[&format!("{} {}", c.metric, 10 * i + 1)]));
+        }
+        assert_eq!(
+            &family(&fams, "ebpfsentinel_conntrack_new_total").1,
+            &set(&["ebpfsentinel_conntrack_new_total 21"])
+        );
+        assert_eq!(
+            &family(&fams, "ebpfsentinel_conntrack_fast_path_total").1,
+            &set(&["ebpfsentinel_conntrack_fast_path_total 91"])
+        );
+        assert_eq!(
+            &family(&fams, CT_EVICTED).1,
+            &set(&["ebpfsentinel_conntrack_evicted_total 4"])
+        );
+        assert!(
+            !text.contains(CT_ENTRIES),
+            "no gauge before the first sweep"
+        );
+        assert_eq!(fams.len(), 12 + CT_STAT_COUNT + 1, "{text}");
+
+        let mut entries = [0; CT_STATE_COUNT];
+        entries[crate::abi::ct_state::CT_TCP_ESTABLISHED.0 as usize] = 7;
+        entries[crate::abi::ct_state::CT_UDP_NEW.0 as usize] = 2;
+        ct.entries = Some(entries);
+        publish_all(&recorder, &exporter, &[snap(&ct)]);
+        let fams = families(&exporter.render());
+        let (head, gauges) = family(&fams, CT_ENTRIES);
+        assert_eq!(head[1], format!("# TYPE {CT_ENTRIES} gauge"));
+        assert_eq!(gauges.len(), CT_STATE_COUNT);
+        for line in [
+            r#"ebpfsentinel_conntrack_entries{proto="tcp",state="established"} 7"#,
+            r#"ebpfsentinel_conntrack_entries{proto="udp",state="new"} 2"#,
+            r#"ebpfsentinel_conntrack_entries{proto="icmp",state="established"} 0"#,
+            r#"ebpfsentinel_conntrack_entries{proto="tcp",state="close"} 0"#,
+        ] {
+            assert!(gauges.contains(line), "{line} not in {gauges:#?}");
+        }
+    }
+
+    #[test]
+    fn conntrack_summary_for_stats_and_status() {
+        use crate::abi::ct_state as C;
+        let mut census = [0; CT_STATE_COUNT];
+        census[C::CT_TCP_ESTABLISHED.0 as usize] = 3;
+        census[C::CT_UDP_NEW.0 as usize] = 2;
+        census[C::CT_ICMP_ESTABLISHED.0 as usize] = 1;
+        let mut stats = [0; CT_STAT_COUNT];
+        stats[ct_stat::CT_STAT_NEW.0 as usize] = 9;
+        let s = ConntrackSummary::new(&census, &stats);
+        assert_eq!(s.entries, 6);
+        assert_eq!(
+            s.states_text(),
+            "icmp established 1, tcp established 3, udp new 2"
+        );
+        assert_eq!(s.counter_lines().len(), CT_STAT_COUNT);
+        assert_eq!(s.counter_lines()[2], ("new", 9));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["by_state"]["tcp"]["syn_sent"], 0);
+        assert_eq!(json["by_state"]["udp"]["new"], 2);
+        assert_eq!(json["counters"]["fast_path"], 0);
+        assert_eq!(
+            ConntrackSummary::new(&[0; CT_STATE_COUNT], &stats).states_text(),
+            ""
+        );
+    }
+
+    #[test]
+    fn every_ct_stat_slot_has_its_counter() {
+        for (i, c) in CT_COUNTERS.iter().enumerate() {
+            assert_eq!(c.stat.0 as usize, i);
+            assert_eq!(c.metric, format!("ebpfsentinel_conntrack_{}_total", c.name));
+        }
     }
 
     #[test]

@@ -358,6 +358,12 @@ pub struct PacketBuilder {
     ipv4_fragment: Option<(u16, bool)>,
     ipv6_ext: Vec<ExtHeader>,
     transport: Option<Transport>,
+    /// TCP sequence number, acknowledgment number and window, when not the defaults
+    tcp_numbers: Option<(u32, u32, u16)>,
+    /// TCP options, padded with end-of-list bytes to a multiple of 4
+    tcp_options: Vec<u8>,
+    /// ICMP bytes 4..8: identifier and sequence of echoes, unused (or MTU) in errors
+    icmp_rest: [u8; 4],
     payload: Vec<u8>,
 }
 
@@ -378,6 +384,9 @@ impl PacketBuilder {
             ipv4_fragment: None,
             ipv6_ext: Vec::new(),
             transport: None,
+            tcp_numbers: None,
+            tcp_options: Vec::new(),
+            icmp_rest: [0; 4],
             payload: Vec::new(),
         }
     }
@@ -458,6 +467,32 @@ impl PacketBuilder {
         self
     }
 
+    /// Sequence number, acknowledgment number and window of the TCP header.
+    pub fn tcp_numbers(mut self, seq: u32, ack: u32, window: u16) -> Self {
+        self.tcp_numbers = Some((seq, ack, window));
+        self
+    }
+
+    /// TCP options (at most 40 bytes), padded with end-of-list bytes to a multiple of 4.
+    pub fn tcp_options(mut self, options: &[u8]) -> Self {
+        self.tcp_options = options.to_vec();
+        while self.tcp_options.len() % 4 != 0 {
+            self.tcp_options.push(0);
+        }
+        self
+    }
+
+    /// An ICMP or ICMPv6 echo (request or reply, by `kind`) with its identifier and sequence.
+    pub fn icmp_echo(mut self, kind: u8, id: u16, seq: u16) -> Self {
+        let [a, b] = id.to_be_bytes();
+        let [c, d] = seq.to_be_bytes();
+        self.icmp_rest = [a, b, c, d];
+        match self.network {
+            Some(Network::V6 { .. }) => self.icmpv6(kind, 0),
+            _ => self.icmp(kind, 0),
+        }
+    }
+
     pub fn udp(mut self, sport: u16, dport: u16) -> Self {
         self.transport = Some(Transport::Udp { sport, dport });
         self
@@ -490,7 +525,7 @@ impl PacketBuilder {
 
     pub fn build_with_layout(&self) -> (Vec<u8>, Layout) {
         let transport_header_len = match self.transport {
-            Some(Transport::Tcp { .. }) => TCP_HEADER_LEN,
+            Some(Transport::Tcp { .. }) => TCP_HEADER_LEN + self.tcp_options.len(),
             Some(Transport::Udp { .. }) => UDP_HEADER_LEN,
             Some(Transport::Icmp { .. } | Transport::Icmpv6 { .. }) => ICMP_HEADER_LEN,
             Some(Transport::Raw(_)) | None => 0,
@@ -528,6 +563,22 @@ impl PacketBuilder {
         layout.l4 = frame.len();
         if let Some(transport) = self.transport {
             transport.write(segment_len, &mut frame);
+            let l4 = layout.l4;
+            match transport {
+                Transport::Tcp { .. } => {
+                    if let Some((seq, ack, window)) = self.tcp_numbers {
+                        frame[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
+                        frame[l4 + 8..l4 + 12].copy_from_slice(&ack.to_be_bytes());
+                        frame[l4 + 14..l4 + 16].copy_from_slice(&window.to_be_bytes());
+                    }
+                    frame[l4 + 12] = (((TCP_HEADER_LEN + self.tcp_options.len()) / 4) as u8) << 4;
+                    frame.extend(&self.tcp_options);
+                }
+                Transport::Icmp { .. } | Transport::Icmpv6 { .. } => {
+                    frame[l4 + 4..l4 + 8].copy_from_slice(&self.icmp_rest);
+                }
+                _ => {}
+            }
         }
         layout.payload = frame.len();
         frame.extend(&self.payload);

@@ -39,6 +39,9 @@ pub struct DaemonState {
     pub pin_root: PathBuf,
     pub netns_inode: u64,
     pub interfaces: Vec<XdpAttachment>,
+    /// the TC entry programs (clsact filters are not pinned: `down` finds them here)
+    #[serde(default)]
+    pub tc: Vec<crate::tc_links::TcAttachment>,
     pub generation: u32,
     /// rule ids by rank, so readers can name the kernel's per-rule counters
     pub rules: Vec<String>,

@@ -407,6 +407,7 @@ fn stats_reads_the_pinned_counters() {
     let dp = Dataplane::load(&LoadOptions {
         pin_root: Some(pin_root.clone()),
         bench_addrs: None,
+        ct_table_size: None,
     })
     .expect("loading with pins");
     let maps = dp.firewall_maps().expect("maps");
@@ -450,6 +451,7 @@ fn stats_reads_the_pinned_counters() {
         pin_root: pin_root.clone(),
         netns_inode: 0,
         interfaces: Vec::new(),
+        tc: Vec::new(),
         generation,
         rules: rs.ranks.iter().map(|r| r.id.clone()).collect(),
         maps: Vec::new(),

@@ -158,11 +158,12 @@ static __always_inline bool ct_view_inner(void *data, void *data_end, const stru
 {
 	__u8 saddr[16] = {}, daddr[16] = {};
 	__u16 sport = 0, dport = 0;
-	__u32 off = p->l4_off + 8;
+	__u64 off = p->l4_off + 8;
 	__u8 proto, *l4;
 
-	if (off > 512)
+	if (off > 0x1ff)
 		return false;
+	VERIFIER_MASK(off, 0x1ff);
 	if (p->family == FW_FAMILY_V4) {
 		struct iphdr *ip = data + off;
 
@@ -207,11 +208,14 @@ static __always_inline bool ct_view_inner(void *data, void *data_end, const stru
 static __always_inline bool ct_view_fill(void *data, void *data_end, const struct pkt *p,
 					 struct ct_view *v)
 {
+	__u64 l4_off = p->l4_off;
+
 	/* offsets are masked for the verifier; headers that deep are not tracked */
-	if (!(p->flags & PKT_F_L4) || p->l4_off > 0x1ff)
+	if (!(p->flags & PKT_F_L4) || l4_off > 0x1ff)
 		return false;
+	VERIFIER_MASK(l4_off, 0x1ff);
 	if (p->proto == IPPROTO_TCP) {
-		struct tcphdr *th = data + (p->l4_off & 0x1ff);
+		struct tcphdr *th = data + l4_off;
 		__u32 payload;
 
 		if ((void *)(th + 1) > data_end)
@@ -239,7 +243,7 @@ static __always_inline bool ct_view_fill(void *data, void *data_end, const struc
 		     (p->family == FW_FAMILY_V6 && type == ICMPV6_ECHO_REPLY);
 
 	if (request || reply) {
-		__u8 *icmp = data + (p->l4_off & 0x1ff);
+		__u8 *icmp = data + l4_off;
 		__u16 id;
 
 		if ((void *)(icmp + 8) > data_end)

@@ -92,8 +92,15 @@ static __always_inline int tc_entry(struct __sk_buff *skb, bool ingress)
 	if (!h)
 		return TC_ACT_UNSPEC;
 	want = skb->len < TC_PULL_BYTES ? skb->len : TC_PULL_BYTES;
-	if (skb->data + want > skb->data_end)
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (data_end - data < want)
 		bpf_skb_pull_data(skb, want);
+	/*
+	 * Pulling invalidates every packet pointer. The barrier keeps clang from reusing a
+	 * skb + offset pointer it computed before, which the verifier refuses as a modified ctx.
+	 */
+	asm volatile("" : "+r"(skb));
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	__builtin_memset(&h->p, 0, sizeof(h->p));

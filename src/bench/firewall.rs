@@ -50,6 +50,7 @@ pub fn run(repeat: u32, max_cidrs: usize, json: Option<&Path>) -> Result<()> {
     let dp = Dataplane::load(&LoadOptions {
         pin_root: None,
         bench_addrs: Some(SPREAD_KEYS),
+        ct_table_size: None,
     })?;
     let maps = dp.firewall_maps()?;
     let fw_addrs = MapHandle::try_from(&dp.firewall.maps.bench_addrs)?;

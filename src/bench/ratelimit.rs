@@ -385,6 +385,7 @@ pub fn run(repeat: u32, max_sources: usize, json: Option<&Path>) -> Result<()> {
     let dp = Dataplane::load(&LoadOptions {
         pin_root: None,
         bench_addrs: Some(table as u32),
+        ct_table_size: None,
     })?;
     dp.firewall_maps()?
         .apply(&ruleset::compile(&firewall(vec![], &[]))?)?;

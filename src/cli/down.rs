@@ -36,6 +36,11 @@ pub fn execute(args: DownArgs) -> Result<Outcome> {
             links::remove_netlink(a)?;
         }
     }
+    for a in daemon.iter().flat_map(|d| &d.tc) {
+        if a.hook == crate::tc_links::TcHookKind::Clsact {
+            crate::tc_links::remove_clsact(a)?;
+        }
+    }
     let pinned = links::pinned_interfaces(root);
     found |= !pinned.is_empty() || root.join("fw_settings").exists();
     let problems = loader::remove_pins(root);

@@ -2,6 +2,7 @@
 
 mod bench;
 mod check;
+mod ct;
 mod down;
 mod events;
 mod gen_docs;
@@ -37,6 +38,7 @@ enum Command {
     Events(events::EventsArgs),
     Down(down::DownArgs),
     Ratelimit(ratelimit::RateLimitArgs),
+    Ct(ct::CtArgs),
     Status(status::StatusArgs),
     Stats(stats::StatsArgs),
     Bench(bench::BenchArgs),
@@ -60,6 +62,7 @@ impl Cli {
             Command::Events(a) => events::execute(a),
             Command::Down(a) => down::execute(a),
             Command::Ratelimit(a) => ratelimit::execute(a),
+            Command::Ct(a) => ct::execute(a),
             Command::Status(a) => status::execute(a),
             Command::Stats(a) => stats::execute(a),
             Command::Bench(a) => bench::execute(a),

@@ -9,7 +9,9 @@ use serde::Serialize;
 use super::Outcome;
 use crate::abi::fw_stat;
 use crate::maps::firewall::FirewallMaps;
-use crate::metrics::{stat_label, ConsumerCounters, RuleHits, Snapshot, VERDICT_STATS};
+use crate::metrics::{
+    stat_label, ConntrackSummary, ConsumerCounters, RuleHits, Snapshot, VERDICT_STATS,
+};
 use crate::state;
 
 /// Print the dataplane's counters, read straight from the pinned maps: no daemon needed.
@@ -24,6 +26,9 @@ use crate::state;
 /// printed. Verdict counters count since the maps were created, rule hits since the active
 /// ruleset was applied.
 ///
+/// When a conntrack table is pinned too, it adds its entries by protocol and state and the
+/// conntrack counters.
+///
 /// Exits 1 when nothing is pinned at the pin root.
 #[derive(Debug, clap::Args)]
 pub struct StatsArgs {
@@ -31,7 +36,9 @@ pub struct StatsArgs {
     #[arg(long, default_value = "/sys/fs/bpf/ebpfsentinel", value_name = "DIR")]
     pin_root: PathBuf,
     /// Print one JSON object: {generation, packets: {verdict: {reason: n}}, seen, events:
-    /// {sent, dropped}, rules: [{id, packets, bytes}]}; rules is null when the ids are unknown.
+    /// {sent, dropped}, rules: [{id, packets, bytes}], conntrack: {entries, by_state: {proto:
+    /// {state: n}}, counters: {name: n}}}; rules is null when the ids are unknown, conntrack
+    /// absent when no conntrack table is pinned.
     #[arg(long)]
     json: bool,
 }
@@ -52,6 +59,8 @@ struct Stats {
     /// why `rules` is null
     #[serde(skip_serializing_if = "Option::is_none")]
     rules_unavailable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conntrack: Option<ConntrackSummary>,
 }
 
 /// The rule ids of `generation`, by rank, or why they are unknown.
@@ -113,6 +122,7 @@ fn read(pin_root: &Path, maps: &FirewallMaps) -> Result<Stats> {
         },
         rules,
         rules_unavailable,
+        conntrack: None,
     })
 }
 
@@ -152,6 +162,22 @@ fn print_text(pin_root: &Path, s: &Stats) {
             why.as_deref().unwrap_or("unknown rule ids")
         ),
     }
+    if let Some(ct) = &s.conntrack {
+        print_conntrack(ct);
+    }
+}
+
+fn print_conntrack(ct: &ConntrackSummary) {
+    let states = ct.states_text();
+    if states.is_empty() {
+        println!("conntrack: {} entries", ct.entries);
+    } else {
+        println!("conntrack: {} entries ({states})", ct.entries);
+    }
+    println!("{:<25} {:>14}", "conntrack counter", "count");
+    for (name, n) in ct.counter_lines() {
+        println!("{name:<25} {n:>14}");
+    }
 }
 
 pub fn execute(args: StatsArgs) -> Result<Outcome> {
@@ -179,7 +205,8 @@ pub fn execute(args: StatsArgs) -> Result<Outcome> {
         }
     }
     let maps = FirewallMaps::from_pins(&args.pin_root)?;
-    let stats = read(&args.pin_root, &maps)?;
+    let mut stats = read(&args.pin_root, &maps)?;
+    stats.conntrack = ConntrackSummary::read_pinned(&args.pin_root)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {

@@ -9,12 +9,13 @@ use crate::abi::{fw_stat, rl_stat};
 use crate::links::{self, XdpAttachment};
 use crate::maps::firewall::FirewallMaps;
 use crate::maps::ratelimit::RateLimitMaps;
-use crate::metrics;
+use crate::metrics::{self, ConntrackSummary};
 use crate::state::{self, MapLevel};
 
 /// Show what enforces traffic under a pin root: the daemon (or "not running (enforcement
 /// pinned)"), every interface with its attach mode and program id, the ruleset generation,
-/// map fill levels, packets by verdict and hits per rule.
+/// map fill levels, packets by verdict, hits per rule, and the conntrack table's entries and
+/// counters when one is pinned.
 ///
 /// Exits 1 when no daemon runs and nothing is pinned.
 #[derive(Debug, clap::Args)]
@@ -54,6 +55,8 @@ struct Status {
     maps: Vec<MapLevel>,
     counters: Vec<(String, u64)>,
     ratelimit: Vec<(String, u64)>,
+    /// null when no conntrack table is pinned
+    conntrack: Option<ConntrackSummary>,
     kernel: crate::features::Features,
 }
 
@@ -157,6 +160,7 @@ pub fn execute(args: StatusArgs) -> Result<Outcome> {
                     .collect()
             })
             .unwrap_or_default(),
+        conntrack: ConntrackSummary::read_pinned(root).ok().flatten(),
         kernel: crate::features::probe(),
     };
     let found = status.daemon_pid.is_some() || status.pinned;
@@ -220,6 +224,15 @@ fn print_text(status: &Status) {
     }
     for (name, n) in &status.ratelimit {
         println!("  {name:<24} {n}");
+    }
+    if let Some(ct) = &status.conntrack {
+        match ct.states_text() {
+            states if states.is_empty() => println!("conntrack: {} entries", ct.entries),
+            states => println!("conntrack: {} entries ({states})", ct.entries),
+        }
+        for (name, n) in ct.counter_lines() {
+            println!("  {name:<24} {n}");
+        }
     }
     if !status.rules.is_empty() {
         println!("rule hits (packets, bytes):");

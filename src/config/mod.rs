@@ -104,6 +104,14 @@ pub struct ConntrackConfig {
 /// `enum ct_state` values: one timeout each.
 pub const CT_STATES: usize = 11;
 
+pub const MIN_CT_TABLE_SIZE: u32 = 1024;
+pub const MAX_CT_TABLE_SIZE: u32 = 16_777_216;
+/// Bounds of every `conntrack` duration. Longer than nf_conntrack's longest default (5 days
+/// established) with room to spare, and short enough that no deadline computed from it
+/// overflows.
+pub const MIN_CT_DURATION: std::time::Duration = std::time::Duration::from_secs(1);
+pub const MAX_CT_DURATION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
 /// nf_conntrack's defaults (net.netfilter.nf_conntrack_*_timeout*), by `enum ct_state`.
 pub const DEFAULT_CT_TIMEOUTS_SECS: [u64; CT_STATES] = [
     120,    // tcp syn_sent
@@ -132,9 +140,42 @@ impl Default for ConntrackConfig {
     }
 }
 
+/// `enum ct_class` values: what a packet is to the tracker.
+pub const CT_CLASSES: usize = 4;
+
+/// `state:` names, by `enum ct_class`.
+pub const CT_CLASS_NAMES: [&str; CT_CLASSES] = ["new", "established", "related", "invalid"];
+
 /// `state:` of a rule: bit `1 << enum ct_class` per accepted class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CtStates(pub u8);
+
+impl CtStates {
+    pub const NEW: CtStates = CtStates(1 << 0);
+    pub const ESTABLISHED: CtStates = CtStates(1 << 1);
+    pub const RELATED: CtStates = CtStates(1 << 2);
+    pub const INVALID: CtStates = CtStates(1 << 3);
+
+    /// Whether packets of `enum ct_class` value `class` are accepted.
+    pub fn contains(self, class: usize) -> bool {
+        class < CT_CLASSES && self.0 & (1 << class) != 0
+    }
+
+    pub fn intersects(self, other: CtStates) -> bool {
+        self.0 & other.0 != 0
+    }
+}
+
+/// The accepted class names, `enum ct_class` order, joined by `,`.
+impl fmt::Display for CtStates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = (0..CT_CLASSES)
+            .filter(|&class| self.contains(class))
+            .map(|class| CT_CLASS_NAMES[class])
+            .collect();
+        f.write_str(&names.join(","))
+    }
+}
 
 /// `ddos`: guards that need no policy.
 #[derive(Debug, Clone, Default)]

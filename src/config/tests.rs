@@ -1,5 +1,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use ipnet::IpNet;
 
@@ -1035,4 +1036,330 @@ fn ratelimit_policies() {
         "ratelimit:\n  policies:\n    - { id: a, rate: 1 }\n    - { id: »a, rate: 2 }\n",
         "duplicate",
     );
+}
+
+#[test]
+fn conntrack_section_with_every_key() {
+    let c = parse_ok(
+        "conntrack:
+  enabled: true
+  table_size: 1048576
+  fast_path: false
+  invalid: drop
+  sweep_interval: 30s
+  timeouts:
+    tcp_syn_sent: 1m
+    tcp_syn_recv: 30
+    tcp_established: 2d
+    tcp_fin_wait: \"90s\"
+    tcp_close_wait: 45s
+    tcp_time_wait: 2m
+    tcp_close: 5s
+    udp: 20s
+    udp_stream: 3m
+    icmp: 15s
+",
+    )
+    .conntrack;
+    assert!(c.enabled && !c.fast_path);
+    assert_eq!(c.table_size, 1 << 20);
+    assert_eq!(c.invalid, Action::Drop);
+    assert_eq!(c.sweep_interval, Duration::from_secs(30));
+    let secs: Vec<u64> = c.timeouts.iter().map(Duration::as_secs).collect();
+    assert_eq!(
+        secs,
+        [60, 30, 172_800, 90, 45, 120, 5, 20, 180, 15, 15],
+        "by enum ct_state; icmp sets both ICMP states"
+    );
+}
+
+#[test]
+fn conntrack_defaults_and_partial_timeouts() {
+    for text in [
+        "interfaces: [eth0]\n",
+        "conntrack:\n",
+        "conntrack: {}\n",
+        "conntrack:\n  timeouts:\n",
+    ] {
+        assert_eq!(
+            parse_ok(text).conntrack,
+            ConntrackConfig::default(),
+            "{text:?}"
+        );
+    }
+    let d = ConntrackConfig::default();
+    assert!(!d.enabled && d.fast_path);
+    assert_eq!((d.table_size, d.invalid), (262_144, Action::Pass));
+    assert_eq!(d.sweep_interval, Duration::from_secs(10));
+    assert_eq!(d.timeouts.map(|t| t.as_secs()), DEFAULT_CT_TIMEOUTS_SECS);
+
+    let c =
+        parse_ok("conntrack:\n  enabled: true\n  timeouts: { udp: 1h, tcp_close: 1 }\n").conntrack;
+    let mut want = DEFAULT_CT_TIMEOUTS_SECS;
+    want[7] = 3600;
+    want[6] = 1;
+    assert_eq!(c.timeouts.map(|t| t.as_secs()), want);
+    assert!(c.enabled);
+}
+
+#[test]
+fn conntrack_durations_take_seconds_or_a_unit() {
+    let sweep = |value: &str| {
+        parse_ok(&format!("conntrack: {{ sweep_interval: {value} }}\n"))
+            .conntrack
+            .sweep_interval
+            .as_secs()
+    };
+    assert_eq!(sweep("1"), 1);
+    assert_eq!(sweep("45s"), 45);
+    assert_eq!(sweep("5m"), 300);
+    assert_eq!(sweep("2h"), 7200);
+    assert_eq!(sweep("\"1d\""), 86_400);
+    assert_eq!(sweep("30d"), 30 * 86_400);
+    assert_eq!(sweep("2592000"), 30 * 86_400);
+
+    let expected = "expected a duration for `conntrack.sweep_interval`: whole seconds (an integer) or a number with a unit s, m, h or d (\"30s\", \"5m\", \"2h\", \"5d\")";
+    for (bad, found) in [
+        ("10 s", "string \"10 s\""),
+        ("5w", "string \"5w\""),
+        ("1.5h", "string \"1.5h\""),
+        ("h", "string \"h\""),
+        ("-5", "integer -5"),
+        ("\"30\"", "string \"30\""),
+        ("1.5", "float 1.5"),
+        ("true", "boolean true"),
+    ] {
+        assert_error(
+            &format!("conntrack:\n  sweep_interval: »{bad}\n"),
+            &format!("{expected}, found {found}"),
+        );
+    }
+    assert_error(
+        "conntrack:\n  sweep_interval: »0s\n",
+        "`conntrack.sweep_interval` must be from 1s to 30d, found 0s",
+    );
+    assert_error(
+        "conntrack:\n  timeouts:\n    tcp_established: »31d\n",
+        "`conntrack.timeouts.tcp_established` must be from 1s to 30d, found 31d",
+    );
+    assert_error(
+        "conntrack:\n  timeouts:\n    udp: »2592001\n",
+        "`conntrack.timeouts.udp` must be from 1s to 30d, found 2592001s",
+    );
+    assert_error(
+        "conntrack:\n  timeouts:\n    icmp: »99999999999999999999999d\n",
+        "`conntrack.timeouts.icmp` must be from 1s to 30d",
+    );
+    assert_error(
+        "conntrack:\n  timeouts:\n    udp_stream: »0\n",
+        "`conntrack.timeouts.udp_stream` must be from 1s to 30d, found 0s",
+    );
+    assert_error(
+        "conntrack:\n  timeouts:\n    tcp_syn_sent: »[1m]\n",
+        "expected a duration for `conntrack.timeouts.tcp_syn_sent`",
+    );
+}
+
+#[test]
+fn conntrack_bad_values_and_keys() {
+    assert_error(
+        "conntrack:\n  »size: 1024\n",
+        "unknown key `size` in conntrack; allowed keys: enabled, table_size, fast_path, invalid, sweep_interval, timeouts",
+    );
+    assert_error(
+        "conntrack:\n  timeouts:\n    »tcp_closed: 5s\n",
+        "unknown key `tcp_closed` in conntrack.timeouts; allowed keys: tcp_syn_sent, tcp_syn_recv, tcp_established, tcp_fin_wait, tcp_close_wait, tcp_time_wait, tcp_close, udp, udp_stream, icmp",
+    );
+    assert_error(
+        "firewall:\n»conntrak: {}\n",
+        "unknown key `conntrak` in the top level; allowed keys: interfaces, xdp_mode, pin_root, metrics, events, firewall, ratelimit, ddos, conntrack",
+    );
+    assert_error(
+        "conntrack: »[enabled]\n",
+        "expected conntrack (a mapping), found a list",
+    );
+    assert_error(
+        "conntrack:\n  timeouts: »30s\n",
+        "expected conntrack.timeouts (a mapping), found string \"30s\"",
+    );
+    assert_error(
+        "conntrack:\n  enabled: »yes\n",
+        "expected a boolean (true or false), found string \"yes\"",
+    );
+    assert_error(
+        "conntrack:\n  fast_path: »1\n",
+        "expected a boolean (true or false), found integer 1",
+    );
+    for bad in ["1023", "16777217", "-1", "\"1m\""] {
+        assert_error(
+            &format!("conntrack:\n  table_size: »{bad}\n"),
+            "expected an integer in 1024..=16777216",
+        );
+    }
+    assert_eq!(
+        parse_ok("conntrack: { table_size: 1024 }\n")
+            .conntrack
+            .table_size,
+        1024
+    );
+    assert_eq!(
+        parse_ok("conntrack: { table_size: 16777216 }\n")
+            .conntrack
+            .table_size,
+        16_777_216
+    );
+    assert_error(
+        "conntrack:\n  invalid: »reject\n",
+        "expected one of pass | drop, found string \"reject\"",
+    );
+    // Every bad value is reported, not only the first.
+    let errors =
+        errors_of("conntrack:\n  enabled: 2\n  table_size: 0\n  timeouts: { udp: 0s, icmp: x }\n");
+    let positions: Vec<(usize, usize)> = errors
+        .iter()
+        .filter_map(|e| e.location.as_ref().map(|l| (l.line, l.col)))
+        .collect();
+    assert_eq!(positions, [(2, 12), (3, 15), (4, 20), (4, 30)]);
+}
+
+/// Conntrack settings followed by one rule on line 5.
+fn ct_rule(conntrack: &str, rule: &str) -> String {
+    format!("conntrack: {conntrack}\nfirewall:\n  rules:\n    - {{ id: r, action: pass }}\n    - {rule}\n")
+}
+
+#[test]
+fn rule_state_names_one_or_more_classes() {
+    let on = "{ enabled: true }";
+    let state = |value: &str| {
+        let text = ct_rule(on, &format!("{{ id: a, action: pass, state: {value} }}"));
+        parse_ok(&text).firewall.rules[1].state.expect("state")
+    };
+    assert_eq!(state("new"), CtStates::NEW);
+    assert_eq!(state("[new]"), CtStates(1));
+    assert_eq!(state("[established, related]"), CtStates(0b0110));
+    assert_eq!(
+        state("[invalid, new, related, established]"),
+        CtStates(0b1111)
+    );
+    assert_eq!(state("invalid"), CtStates::INVALID);
+    assert_eq!(state("[related, new]").to_string(), "new,related");
+    assert!(state("[established]").contains(1) && !state("[established]").contains(0));
+    assert_eq!(
+        parse_ok(&ct_rule(on, "{ id: a, action: drop }"))
+            .firewall
+            .rules[1]
+            .state,
+        None
+    );
+
+    let bad = |value: &str, needle: &str| {
+        assert_error(
+            &ct_rule(on, &format!("{{ id: a, action: pass, state: {value} }}")),
+            needle,
+        );
+    };
+    bad(
+        "»NEW",
+        "unknown state `NEW` (known: new, established, related, invalid)",
+    );
+    bad(
+        "[new, »untracked]",
+        "unknown state `untracked` (known: new, established, related, invalid)",
+    );
+    bad(
+        "»[]",
+        "`state` must list at least one of new, established, related, invalid",
+    );
+    bad(
+        "[new, established, »new]",
+        "duplicate state `new` (first defined at line 5, column 38)",
+    );
+    bad("[»1]", "expected a string, found integer 1");
+    bad(
+        "»{ new: true }",
+        "expected a string or a list of strings, found a mapping",
+    );
+}
+
+#[test]
+fn rule_state_needs_conntrack_enabled() {
+    let needs = "rule `a` matches `state`, which needs conntrack.enabled: true";
+    assert_error(&with_rule("{ id: a, action: pass, »state: new }"), needs);
+    // The section may follow the firewall: judged once both are read.
+    assert_error(
+        "firewall:\n  rules:\n    - { id: a, action: drop, »state: invalid }\nconntrack:\n  enabled: false\n",
+        needs,
+    );
+    assert_error(
+        "conntrack: { table_size: 4096 }\nfirewall:\n  rules:\n    - { id: a, action: pass, »state: [new] }\n",
+        needs,
+    );
+    let ok = parse_ok(
+        "firewall:\n  rules:\n    - { id: a, action: drop, state: [new, invalid], proto: tcp }\nconntrack:\n  enabled: true\n",
+    );
+    assert_eq!(ok.firewall.rules[0].state, Some(CtStates(0b1001)));
+    assert!(ok.conntrack.enabled);
+
+    // An invalid `enabled` is reported once, not again on every rule with `state`.
+    let errors = errors_of(&ct_rule(
+        "{ enabled: maybe }",
+        "{ id: a, action: pass, state: new }",
+    ));
+    assert_eq!(errors.len(), 1, "{}", ConfigErrors(errors.clone()));
+    assert!(errors[0].message.contains("expected a boolean"));
+}
+
+#[test]
+fn drop_rules_on_established_or_related_need_the_fast_path_off() {
+    let fast_path = "established and related packets pass before any rule while conntrack.fast_path is true: set fast_path: false to drop them by rule";
+    let on = "{ enabled: true }";
+    assert_error(
+        &ct_rule(on, "{ id: a, action: drop, »state: established }"),
+        &format!("drop rule `a` matches state established, but {fast_path}"),
+    );
+    assert_error(
+        &ct_rule(on, "{ id: a, action: drop, »state: [new, related] }"),
+        &format!("drop rule `a` matches state new,related, but {fast_path}"),
+    );
+    assert_error(
+        "firewall:\n  rules:\n    - { id: a, action: drop, proto: tcp, »state: [related] }\nconntrack: { enabled: true, fast_path: true }\n",
+        fast_path,
+    );
+    // Pass rules on those classes are merely redundant with the fast path; drops of new and
+    // invalid packets see every rule.
+    for rule in [
+        "{ id: a, action: pass, state: [established, related] }",
+        "{ id: a, action: drop, state: [new, invalid] }",
+    ] {
+        parse_ok(&ct_rule(on, rule));
+    }
+    let off = "{ enabled: true, fast_path: false }";
+    let rules = parse_ok(&ct_rule(
+        off,
+        "{ id: a, action: drop, state: [established, related] }",
+    ))
+    .firewall
+    .rules;
+    assert_eq!(rules[1].state, Some(CtStates(0b0110)));
+    // With conntrack off only that is reported.
+    let errors = errors_of(&ct_rule(
+        "{ enabled: false }",
+        "{ id: a, action: drop, state: established }",
+    ));
+    assert_eq!(errors.len(), 1, "{}", ConfigErrors(errors.clone()));
+    assert!(errors[0].message.contains("needs conntrack.enabled: true"));
+}
+
+#[test]
+fn the_shipped_conntrack_example_shows_the_defaults() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.yaml");
+    let text = std::fs::read_to_string(path).expect("examples/config.yaml");
+    let section: String = text
+        .lines()
+        .skip_while(|line| *line != "# conntrack:")
+        .map_while(|line| line.strip_prefix("# ").or((line == "#").then_some("")))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(section.contains("timeouts:"), "{section}");
+    assert_eq!(parse_ok(&section).conntrack, ConntrackConfig::default());
 }

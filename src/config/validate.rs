@@ -5,17 +5,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ipnet::IpNet;
 
 use super::netset::{parse_net, read_netset, NetList};
 use super::yaml::{self, duplicate, Node, Pos, Scalar, Value};
-use super::{ConntrackConfig, 
-    Action, AddrMatch, Alias, AmpPort, Config, ConfigError, ConfigErrors, DdosConfig,
-    FirewallConfig, FirewallMode, IcmpGuard, Location, PortRange, Proto, RateAction, RateKey,
-    RateLimitConfig, RatePolicy, Rule, TcpFlags, VlanMatch, XdpMode, DEFAULT_AMP_PORTS,
-    DEFAULT_METRICS_LISTEN, DEFAULT_PIN_ROOT, DEFAULT_PRIORITY, MAX_ALIAS_ENTRIES,
-    MAX_ALLOWLIST_ENTRIES, MAX_AMP_PORTS, MAX_PRIORITY, MAX_RATE_POLICIES, MAX_RATE_PPS, MAX_RULES,
+use super::{
+    Action, AddrMatch, Alias, AmpPort, Config, ConfigError, ConfigErrors, ConntrackConfig,
+    CtStates, DdosConfig, FirewallConfig, FirewallMode, IcmpGuard, Location, PortRange, Proto,
+    RateAction, RateKey, RateLimitConfig, RatePolicy, Rule, TcpFlags, VlanMatch, XdpMode,
+    CT_CLASS_NAMES, DEFAULT_AMP_PORTS, DEFAULT_METRICS_LISTEN, DEFAULT_PIN_ROOT, DEFAULT_PRIORITY,
+    MAX_ALIAS_ENTRIES, MAX_ALLOWLIST_ENTRIES, MAX_AMP_PORTS, MAX_CT_DURATION, MAX_CT_TABLE_SIZE,
+    MAX_PRIORITY, MAX_RATE_POLICIES, MAX_RATE_PPS, MAX_RULES, MIN_CT_DURATION, MIN_CT_TABLE_SIZE,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -27,6 +29,30 @@ const TOP_KEYS: &[&str] = &[
     "firewall",
     "ratelimit",
     "ddos",
+    "conntrack",
+];
+const CONNTRACK_KEYS: &[&str] = &[
+    "enabled",
+    "table_size",
+    "fast_path",
+    "invalid",
+    "sweep_interval",
+    "timeouts",
+];
+/// `conntrack.timeouts` keys and the `enum ct_state` slots each one sets. UDP and ICMP are
+/// named by what an operator sees rather than by state: `udp` is a flow with traffic in one
+/// direction only, `udp_stream` one that got replies; ICMP echo needs no such distinction.
+const CT_TIMEOUT_KEYS: &[(&str, &[usize])] = &[
+    ("tcp_syn_sent", &[0]),
+    ("tcp_syn_recv", &[1]),
+    ("tcp_established", &[2]),
+    ("tcp_fin_wait", &[3]),
+    ("tcp_close_wait", &[4]),
+    ("tcp_time_wait", &[5]),
+    ("tcp_close", &[6]),
+    ("udp", &[7]),
+    ("udp_stream", &[8]),
+    ("icmp", &[9, 10]),
 ];
 const DDOS_KEYS: &[&str] = &["syn", "icmp", "amplification"];
 const SYN_GUARD_KEYS: &[&str] = &["threshold_pps"];
@@ -56,7 +82,7 @@ const ALIAS_KEYS: &[&str] = &["file", "entries"];
 #[rustfmt::skip]
 const RULE_KEYS: &[&str] = &[
     "id", "action", "log", "priority", "src", "dst", "proto", "src_port", "dst_port", "vlan",
-    "tcp_flags", "icmp_type", "icmp_code",
+    "tcp_flags", "icmp_type", "icmp_code", "state",
 ];
 
 const XDP_MODES: &[(&str, XdpMode)] = &[
@@ -86,6 +112,7 @@ pub(super) fn check(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         file: path,
         base_dir: path.parent().unwrap_or(Path::new("")),
         errors: Vec::new(),
+        state_uses: Vec::new(),
     };
     let fatal = root.is_none() && !yaml_errors.is_empty();
     for error in yaml_errors {
@@ -120,6 +147,14 @@ impl<'n> Fields<'n> {
             .map(|(_, value)| value)
     }
 
+    /// The key node itself, for errors about the key rather than its value.
+    fn key(&self, key: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.key_text() == key)
+            .map(|(k, _)| k)
+    }
+
     /// Sections treat an explicit null like an absent key, so that a section whose contents
     /// are all commented out still means "defaults".
     fn section(&self, key: &str) -> Option<&'n Node> {
@@ -131,6 +166,26 @@ struct Checker<'p> {
     file: &'p Path,
     base_dir: &'p Path,
     errors: Vec<ConfigError>,
+    /// Valid rules with `state`, checked against `conntrack` once the whole file is read:
+    /// that section may come after `firewall`.
+    state_uses: Vec<StateUse>,
+}
+
+struct StateUse {
+    /// the rule's `state` key
+    pos: Pos,
+    id: String,
+    action: Action,
+    states: CtStates,
+}
+
+/// `conntrack.enabled` and `conntrack.fast_path` as configured (defaults when absent), None
+/// when the value was invalid: that is reported already, and guessing it would add errors
+/// about rules that may be fine.
+#[derive(Clone, Copy)]
+struct CtSwitches {
+    enabled: Option<bool>,
+    fast_path: Option<bool>,
 }
 
 fn lookup<T: Copy>(choices: &[(&str, T)], name: &str) -> Option<T> {
@@ -162,6 +217,46 @@ fn only_family<'a>(nets: impl IntoIterator<Item = &'a IpNet>) -> Option<&'static
         (false, true) => Some("IPv6"),
         _ => None,
     }
+}
+
+/// Whole seconds as an integer, or a string of digits and one unit (s, m, h, d). Values too
+/// large for u64 saturate so that the range check, not the syntax, rejects them.
+fn parse_duration(scalar: Scalar<'_>) -> Option<Duration> {
+    let secs = match scalar {
+        Scalar::Int(n) if n >= 0 => u64::try_from(n).unwrap_or(u64::MAX),
+        Scalar::Str(text) => {
+            let unit = text.chars().last()?;
+            let digits = &text[..text.len() - unit.len_utf8()];
+            let scale: u64 = match unit {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                _ => return None,
+            };
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            digits
+                .bytes()
+                .fold(0u64, |n, b| {
+                    n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+                })
+                .saturating_mul(scale)
+        }
+        _ => return None,
+    };
+    Some(Duration::from_secs(secs))
+}
+
+/// In the largest unit that divides it exactly, as an operator would write it back.
+fn format_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let (value, unit) = [(86_400, "d"), (3600, "h"), (60, "m")]
+        .into_iter()
+        .find(|&(scale, _)| secs != 0 && secs % scale == 0)
+        .map_or((secs, "s"), |(scale, unit)| (secs / scale, unit));
+    format!("{value}{unit}")
 }
 
 fn parse_port_range(text: &str) -> Option<PortRange> {
@@ -375,13 +470,138 @@ impl Checker<'_> {
                 .section("ddos")
                 .map(|n| self.ddos(n))
                 .unwrap_or_default(),
-            // TODO(conntrack): parse the `conntrack` section
             conntrack: ConntrackConfig::default(),
         };
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);
         }
+        let switches = match fields.section("conntrack") {
+            Some(n) => {
+                let (conntrack, switches) = self.conntrack(n);
+                config.conntrack = conntrack;
+                switches
+            }
+            None => CtSwitches {
+                enabled: Some(config.conntrack.enabled),
+                fast_path: Some(config.conntrack.fast_path),
+            },
+        };
+        self.state_consistency(switches);
         config
+    }
+
+    fn conntrack(&mut self, node: &Node) -> (ConntrackConfig, CtSwitches) {
+        let mut config = ConntrackConfig::default();
+        let Some(fields) = self.fields(node, "conntrack", CONNTRACK_KEYS) else {
+            // Nothing is known about the section: do not judge the rules by it.
+            let unknown = CtSwitches {
+                enabled: None,
+                fast_path: None,
+            };
+            return (config, unknown);
+        };
+        let switch = |checker: &mut Self, key: &str, default: bool| match fields.get(key) {
+            None => Some(default),
+            Some(n) => checker.boolean(n),
+        };
+        let switches = CtSwitches {
+            enabled: switch(self, "enabled", config.enabled),
+            fast_path: switch(self, "fast_path", config.fast_path),
+        };
+        config.enabled = switches.enabled.unwrap_or(config.enabled);
+        config.fast_path = switches.fast_path.unwrap_or(config.fast_path);
+        if let Some(n) = fields.get("table_size") {
+            let expected = format!("an integer in {MIN_CT_TABLE_SIZE}..={MAX_CT_TABLE_SIZE}");
+            let size = self.typed(n, &expected, |scalar| match scalar {
+                Scalar::Int(value) => u32::try_from(value)
+                    .ok()
+                    .filter(|v| (MIN_CT_TABLE_SIZE..=MAX_CT_TABLE_SIZE).contains(v)),
+                _ => None,
+            });
+            config.table_size = size.unwrap_or(config.table_size);
+        }
+        if let Some(action) = fields.get("invalid").and_then(|n| self.keyword(n, ACTIONS)) {
+            config.invalid = action;
+        }
+        if let Some(n) = fields.get("sweep_interval") {
+            config.sweep_interval = self
+                .duration(n, "conntrack.sweep_interval")
+                .unwrap_or(config.sweep_interval);
+        }
+        if let Some(n) = fields.section("timeouts") {
+            self.ct_timeouts(n, &mut config.timeouts);
+        }
+        (config, switches)
+    }
+
+    /// Overrides the listed timeouts; the others keep nf_conntrack's defaults.
+    fn ct_timeouts(&mut self, node: &Node, timeouts: &mut [Duration]) {
+        let allowed: Vec<&str> = CT_TIMEOUT_KEYS.iter().map(|&(name, _)| name).collect();
+        let Some(fields) = self.fields(node, "conntrack.timeouts", &allowed) else {
+            return;
+        };
+        for &(name, states) in CT_TIMEOUT_KEYS {
+            let Some(n) = fields.get(name) else {
+                continue;
+            };
+            if let Some(timeout) = self.duration(n, &format!("conntrack.timeouts.{name}")) {
+                for &state in states {
+                    timeouts[state] = timeout;
+                }
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, key: &str) -> Option<Duration> {
+        let expected = format!(
+            "a duration for `{key}`: whole seconds (an integer) or a number with a unit s, m, h or d (\"30s\", \"5m\", \"2h\", \"5d\")"
+        );
+        let duration = self.typed(node, &expected, parse_duration)?;
+        if !(MIN_CT_DURATION..=MAX_CT_DURATION).contains(&duration) {
+            self.error(
+                node.pos,
+                format!(
+                    "`{key}` must be from {} to {}, found {}",
+                    format_duration(MIN_CT_DURATION),
+                    format_duration(MAX_CT_DURATION),
+                    format_duration(duration)
+                ),
+            );
+            return None;
+        }
+        Some(duration)
+    }
+
+    /// Rules whose `state` the conntrack settings make meaningless: without the tracker every
+    /// packet is NEW, and the fast path passes established and related packets before a drop
+    /// rule could see them.
+    fn state_consistency(&mut self, switches: CtSwitches) {
+        let tracked = CtStates(CtStates::ESTABLISHED.0 | CtStates::RELATED.0);
+        for StateUse {
+            pos,
+            id,
+            action,
+            states,
+        } in std::mem::take(&mut self.state_uses)
+        {
+            if switches.enabled == Some(false) {
+                self.error(
+                    pos,
+                    format!("rule `{id}` matches `state`, which needs conntrack.enabled: true"),
+                );
+            } else if switches.enabled == Some(true)
+                && switches.fast_path == Some(true)
+                && action == Action::Drop
+                && states.intersects(tracked)
+            {
+                self.error(
+                    pos,
+                    format!(
+                        "drop rule `{id}` matches state {states}, but established and related packets pass before any rule while conntrack.fast_path is true: set fast_path: false to drop them by rule"
+                    ),
+                );
+            }
+        }
     }
 
     fn ddos(&mut self, node: &Node) -> DdosConfig {
@@ -897,15 +1117,51 @@ impl Checker<'_> {
             icmp_code: fields
                 .get("icmp_code")
                 .and_then(|n| self.number(n, u8::MAX)),
-            // TODO(conntrack): parse `state:`
-            state: None,
+            state: fields.get("state").and_then(|n| self.states(n)),
         };
         // Consistency checks on a rule that already has errors would mostly echo them.
         if self.errors.len() != errors_before {
             return None;
         }
         self.rule_consistency(&rule, fields);
-        (self.errors.len() == errors_before).then_some(rule)
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        if let (Some(states), Some(n)) = (rule.state, fields.key("state")) {
+            self.state_uses.push(StateUse {
+                pos: n.pos,
+                id: rule.id.clone(),
+                action: rule.action,
+                states,
+            });
+        }
+        Some(rule)
+    }
+
+    /// `state: NAME` or a list of names; bit `1 << enum ct_class` each.
+    fn states(&mut self, node: &Node) -> Option<CtStates> {
+        let known = CT_CLASS_NAMES.join(", ");
+        if matches!(&node.value, Value::Seq(items) if items.is_empty()) {
+            self.error(
+                node.pos,
+                format!("`state` must list at least one of {known}"),
+            );
+            return None;
+        }
+        let errors_before = self.errors.len();
+        let mut seen = HashMap::new();
+        let mut bits = 0u8;
+        for (pos, name) in self.strings(node) {
+            match CT_CLASS_NAMES.iter().position(|class| *class == name) {
+                None => self.error(pos, format!("unknown state `{name}` (known: {known})")),
+                Some(class) => {
+                    if self.first_use(&mut seen, name, pos, "state") {
+                        bits |= 1 << class;
+                    }
+                }
+            }
+        }
+        (self.errors.len() == errors_before).then_some(CtStates(bits))
     }
 
     fn rule_id<'n>(&mut self, node: &'n Node, ids: &mut HashMap<&'n str, Pos>) -> Option<String> {

@@ -1,5 +1,6 @@
 //! Typed managers of the kernel maps: the only code that touches raw key and value bytes.
 
+pub mod conntrack;
 pub mod firewall;
 pub mod ratelimit;
 

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use super::prefix::{fold_covering, Prefix};
 use super::Family;
 use crate::abi::{self, fw_bitmap, fw_dim, fw_dim_layout, fw_rule_ref};
-use crate::config::{Proto, Rule, VlanMatch};
+use crate::config::{Proto, Rule, VlanMatch, CT_CLASSES};
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Bits(pub [u64; abi::BITMAP_WORDS]);
@@ -93,7 +93,12 @@ pub struct ValueDim {
     pub values: u32,
 }
 
-pub const VALUE_DIMS: [ValueDim; 5] = [
+// The config names the classes itself; the layout is the kernel's word on how many there are.
+const _: () = assert!(
+    CT_CLASSES == (fw_dim_layout::FW_DIM_BLOCK.0 - fw_dim_layout::FW_DIM_OFF_CT.0) as usize
+);
+
+pub const VALUE_DIMS: [ValueDim; 6] = [
     ValueDim {
         dim: fw_dim::FW_DIM_PROTO.0,
         offset: fw_dim_layout::FW_DIM_OFF_PROTO.0,
@@ -119,6 +124,11 @@ pub const VALUE_DIMS: [ValueDim; 5] = [
         offset: fw_dim_layout::FW_DIM_OFF_L4X.0,
         values: fw_dim_layout::FW_DIM_ABSENT_16.0 + 1,
     },
+    ValueDim {
+        dim: fw_dim::FW_DIM_CT.0,
+        offset: fw_dim_layout::FW_DIM_OFF_CT.0,
+        values: CT_CLASSES as u32,
+    },
 ];
 
 #[derive(Debug, Default, Clone)]
@@ -133,7 +143,7 @@ pub struct FamilyClassifier {
     /// lookup per length; empty keeps the dimension in its trie
     pub hash_lens: [Vec<u8>; 2],
     /// per VALUE_DIMS entry: the pool index of every value, empty when the dimension is inactive
-    pub values: [Vec<u32>; 5],
+    pub values: [Vec<u32>; VALUE_DIMS.len()],
 }
 
 /// Inclusive value ranges a rule accepts in one dimension; None accepts everything.
@@ -169,6 +179,12 @@ fn value_ranges(rule: &Rule, dim: u32) -> Ranges {
             vec![(n, n)]
         }),
         fw_dim::FW_DIM_L4X => l4x_ranges(rule),
+        fw_dim::FW_DIM_CT => rule.state.map(|states| {
+            (0..CT_CLASSES)
+                .filter(|&class| states.contains(class))
+                .map(|class| (class as u32, class as u32))
+                .collect()
+        }),
         _ => None,
     }
 }

@@ -115,6 +115,7 @@ fn is_cidr_only(r: &Rule) -> bool {
         && r.tcp_flags.is_none()
         && r.icmp_type.is_none()
         && r.icmp_code.is_none()
+        && r.state.is_none()
 }
 
 pub fn compile(fw: &FirewallConfig) -> Result<CompiledRuleset> {

@@ -537,6 +537,7 @@ fn destination_ports_select_exactly_their_rules() {
             fw_dim::FW_DIM_SPORT,
             fw_dim::FW_DIM_VLAN,
             fw_dim::FW_DIM_L4X,
+            fw_dim::FW_DIM_CT,
         ] {
             assert!(c.values[slot(dim)].is_empty(), "{dim:?} must be inactive");
         }
@@ -734,6 +735,202 @@ fn icmp_type_and_code_ranges() {
     assert_eq!(value_ids(&rs, V4, fw_dim::FW_DIM_PROTO, 1).len(), 3);
     assert!(value_ids(&rs, V4, fw_dim::FW_DIM_PROTO, 58).is_empty());
     assert_eq!(value_ids(&rs, V6, fw_dim::FW_DIM_PROTO, 58), ["echo6"]);
+}
+
+// ---- connection state -----------------------------------------------------------------------
+
+/// Conntrack on and the fast path off, so that drop rules may name every class.
+fn with_conntrack(rules: &[&str]) -> String {
+    format!(
+        "conntrack: {{ enabled: true, fast_path: false }}\n{}",
+        with_rules(rules)
+    )
+}
+
+const CT_NEW: u32 = 0;
+const CT_ESTABLISHED: u32 = 1;
+const CT_RELATED: u32 = 2;
+const CT_INVALID: u32 = 3;
+
+#[test]
+fn connection_states_select_their_rules_by_class() {
+    let rs = compile_yaml(&with_conntrack(&[
+        "{ id: tracked, action: pass, state: [established, related] }",
+        "{ id: bad, action: drop, state: invalid, log: true }",
+        "{ id: new-ssh, action: pass, state: new, proto: tcp, dst_port: 22 }",
+        "{ id: new-from-net, action: drop, state: new, src: 192.0.2.0/24 }",
+        "{ id: udp, action: drop, proto: udp }",
+    ]));
+    // A lone `src` would make a CIDR-only rule; with `state` it needs the classifier.
+    assert!(rs.ranks.iter().all(|r| !r.cidr_only));
+    assert_eq!(rs.cidr_entries(), 0);
+    assert_eq!(
+        classifier_ids(&rs, V4),
+        ["tracked", "bad", "new-ssh", "new-from-net", "udp"]
+    );
+    assert_eq!(
+        classifier_ids(&rs, V6),
+        ["tracked", "bad", "new-ssh", "udp"]
+    );
+    let ct = fw_dim::FW_DIM_CT;
+    let values = dims(&[fw_dim::FW_DIM_PROTO, fw_dim::FW_DIM_DPORT, ct]);
+    assert_eq!(
+        rs.settings.active_dims,
+        [values | dims(&[fw_dim::FW_DIM_SRC]), values]
+    );
+    for family in FAMILIES {
+        let c = classifier(&rs, family);
+        assert_eq!(c.active_dims, rs.settings.active_dims[family as usize]);
+        assert_eq!(c.values[slot(ct)].len(), 4, "{}", family.name());
+    }
+
+    assert_eq!(
+        value_ids(&rs, V4, ct, CT_NEW),
+        ["new-ssh", "new-from-net", "udp"]
+    );
+    assert_eq!(value_ids(&rs, V4, ct, CT_ESTABLISHED), ["tracked", "udp"]);
+    assert_eq!(value_ids(&rs, V4, ct, CT_RELATED), ["tracked", "udp"]);
+    assert_eq!(value_ids(&rs, V4, ct, CT_INVALID), ["bad", "udp"]);
+    assert_eq!(
+        bits_of(&rs, value_index(&rs, V4, ct, CT_INVALID)),
+        [1, 4],
+        "the bits of bad and udp"
+    );
+    assert_eq!(
+        value_index(&rs, V4, ct, CT_ESTABLISHED),
+        value_index(&rs, V4, ct, CT_RELATED),
+        "classes with one rule set share a pool entry"
+    );
+    assert_eq!(value_ids(&rs, V6, ct, CT_NEW), ["new-ssh", "udp"]);
+    assert_eq!(value_ids(&rs, V6, ct, CT_INVALID), ["bad", "udp"]);
+    let bad = &classifier(&rs, V4).rules[bit(&rs, V4, "bad")];
+    assert_eq!(triple(bad), (1, DROP, LOG));
+}
+
+#[test]
+fn a_ruleset_without_state_leaves_the_ct_dimension_inactive() {
+    let rules = [
+        "{ id: ssh, action: pass, proto: tcp, dst_port: 22, src: 10.0.0.0/8 }",
+        "{ id: syn, action: drop, proto: tcp, tcp_flags: S/SA, vlan: 7 }",
+        "{ id: ping, action: drop, proto: icmpv6, icmp_type: 128 }",
+        "{ id: everything, action: drop, src_port: 53 }",
+    ];
+    // Enabling the tracker alone changes nothing in the classifier.
+    for yaml in [with_rules(&rules), with_conntrack(&rules)] {
+        let rs = compile_yaml(&yaml);
+        for family in FAMILIES {
+            let c = classifier(&rs, family);
+            let ct = 1 << fw_dim::FW_DIM_CT.0;
+            assert_ne!(c.active_dims, 0, "{}", family.name());
+            assert_eq!(c.active_dims & ct, 0, "{}", family.name());
+            assert_eq!(rs.settings.active_dims[family as usize] & ct, 0);
+            assert!(c.values[slot(fw_dim::FW_DIM_CT)].is_empty());
+        }
+    }
+}
+
+#[test]
+fn value_dimensions_tile_the_kernel_block() {
+    let mut end = 0;
+    for vd in VALUE_DIMS {
+        assert_eq!(
+            vd.offset, end,
+            "dimension {} starts where the last ended",
+            vd.dim
+        );
+        end = vd.offset + vd.values;
+    }
+    assert_eq!(end as usize, abi::DIM_BLOCK);
+    let ct = VALUE_DIMS[slot(fw_dim::FW_DIM_CT)];
+    assert_eq!((ct.offset, ct.values), (fw_dim_layout::FW_DIM_OFF_CT.0, 4));
+}
+
+/// The first rule, in rank order, whose proto, dst_port and state accept the packet: the
+/// config's meaning, evaluated without the classifier.
+fn reference_match(
+    fw: &config::FirewallConfig,
+    proto: u8,
+    dport: Option<u16>,
+    class: u32,
+) -> Option<&str> {
+    let mut order: Vec<&config::Rule> = fw.rules.iter().collect();
+    order.sort_by_key(|r| r.priority);
+    order
+        .into_iter()
+        .find(|r| {
+            r.proto.is_none_or(|p| p.number() == proto)
+                && r.dst_port
+                    .is_none_or(|range| dport.is_some_and(|d| (range.lo..=range.hi).contains(&d)))
+                && r.state.is_none_or(|s| s.contains(class as usize))
+        })
+        .map(|r| r.id.as_str())
+}
+
+/// What xdp_firewall does for a packet without address dimensions: AND the bitmap of every
+/// active value dimension, lowest bit wins.
+fn classifier_match<'a>(
+    rs: &'a CompiledRuleset,
+    family: Family,
+    packet: &[(fw_dim, u32)],
+) -> Option<&'a str> {
+    let c = classifier(rs, family);
+    let mut acc = [!0u64; abi::BITMAP_WORDS];
+    for (slot, vd) in VALUE_DIMS.iter().enumerate() {
+        if c.active_dims & 1 << vd.dim == 0 {
+            continue;
+        }
+        let &(_, value) = packet
+            .iter()
+            .find(|(dim, _)| dim.0 == vd.dim)
+            .unwrap_or_else(|| panic!("the packet lacks active dimension {}", vd.dim));
+        let bits = &rs.bitmaps[c.values[slot][value as usize] as usize];
+        for (a, b) in acc.iter_mut().zip(bits.0.iter()) {
+            *a &= b;
+        }
+    }
+    let first = Bits(acc).iter().next()?;
+    let rule = c.rules.get(first)?;
+    rs.rule_id(rule.rank)
+}
+
+#[test]
+fn state_verdicts_agree_with_the_rules_read_directly() {
+    let yaml = with_conntrack(&[
+        "{ id: tracked, action: pass, state: [established, related], priority: 1 }",
+        "{ id: bad, action: drop, state: invalid, priority: 2 }",
+        "{ id: new-ssh, action: pass, state: new, proto: tcp, dst_port: 22 }",
+        "{ id: dns, action: pass, proto: udp, dst_port: 53, state: [new, established] }",
+        "{ id: web, action: pass, proto: tcp, dst_port: \"80-443\" }",
+        "{ id: new-tcp, action: drop, proto: tcp, state: new, priority: 200 }",
+        "{ id: ping, action: pass, proto: icmp, state: [new, related], priority: 300 }",
+    ]);
+    let config = parse(&yaml);
+    let rs = compile(&config.firewall).expect("compile");
+    let mut matched = std::collections::HashSet::new();
+    for proto in [6u8, 17, 1, 47] {
+        for dport in [None, Some(22), Some(53), Some(80), Some(443), Some(8080)] {
+            if dport.is_some() && !matches!(proto, 6 | 17) {
+                continue;
+            }
+            for class in CT_NEW..=CT_INVALID {
+                let dport_value = dport.map_or(ABSENT, u32::from);
+                let packet = [
+                    (fw_dim::FW_DIM_PROTO, u32::from(proto)),
+                    (fw_dim::FW_DIM_DPORT, dport_value),
+                    (fw_dim::FW_DIM_CT, class),
+                ];
+                let want = reference_match(&config.firewall, proto, dport, class);
+                let got = classifier_match(&rs, V4, &packet);
+                assert_eq!(got, want, "proto {proto}, dport {dport:?}, class {class}");
+                matched.extend(got);
+            }
+        }
+    }
+    assert_eq!(
+        matched.len(),
+        7,
+        "every rule decides some packet: {matched:?}"
+    );
 }
 
 #[test]
