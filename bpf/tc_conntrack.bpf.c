@@ -125,8 +125,11 @@ static __always_inline void ct_create(struct __sk_buff *skb, const struct pkt *p
 	} else {
 		e.state = CT_ICMP_NEW;
 	}
-	if (bpf_map_update_elem(&ct_table, &v->key, &e, flags) == 0)
+	if (bpf_map_update_elem(&ct_table, &v->key, &e, flags) == 0) {
 		ct_count(CT_STAT_NEW);
+		if (flags == BPF_EXIST)
+			ct_count(CT_STAT_REUSED);
+	}
 }
 
 /* TCP state and window of a packet ct_class_tcp accepted */

@@ -3,13 +3,13 @@
 
 use crate::skel::xdp_firewall::types;
 
+pub use crate::skel::tc_conntrack::types::{
+    ct_dir, ct_entry, ct_entry_flags, ct_key, ct_settings, ct_side, ct_stat, ct_state,
+};
+pub use crate::skel::tc_conntrack::types::{ct_limits, tc_stage};
 pub use crate::skel::xdp_ratelimit::types::{
     rl_action, rl_amp_key, rl_amp_port, rl_bucket, rl_guard_key, rl_guards, rl_key, rl_key_mode,
     rl_limits, rl_match, rl_policy, rl_stat,
-};
-pub use crate::skel::tc_conntrack::types::{ct_limits, tc_stage};
-pub use crate::skel::tc_conntrack::types::{
-    ct_dir, ct_entry, ct_entry_flags, ct_key, ct_settings, ct_side, ct_stat, ct_state,
 };
 pub use types::{
     bench_addr, es_limits, event_action, event_kind, event_rule, fw_action, fw_bitmap, fw_cls_hash,

@@ -359,7 +359,7 @@ impl Daemon {
         for ifname in &wanted {
             if !previous.contains(ifname) || self.dp.tc_attachments().all(|a| &a.ifname != ifname)
             {
-                self.dp.attach_tc(ifname)?;
+                self.dp.attach_tc(ifname, self.cfg.tc_mode)?;
             }
         }
         for ifname in previous {
@@ -474,6 +474,13 @@ impl Daemon {
                 self.cfg.conntrack.table_size, cfg.conntrack.table_size
             );
         }
+        if cfg.tc_mode != self.cfg.tc_mode {
+            eprintln!(
+                "ebpfsentinel: tc_mode changed ({:?} -> {:?}): attachments keep their form until \
+                 a restart",
+                self.cfg.tc_mode, cfg.tc_mode
+            );
+        }
         for ifname in &cfg.interfaces {
             if !self.cfg.interfaces.contains(ifname) {
                 self.dp.attach_xdp(ifname, cfg.xdp_mode)?;
@@ -567,6 +574,10 @@ impl Daemon {
             &consumer,
         )?;
         snapshot.ratelimit = self.rl.maps.stats()?;
+        if self.cfg.conntrack.enabled {
+            let last = self.sweeper.last.lock().unwrap_or_else(|p| p.into_inner());
+            snapshot.conntrack = Some(metrics::Conntrack::read(&self.ct, last.as_ref())?);
+        }
         Ok(snapshot)
     }
 }
@@ -717,6 +728,19 @@ async fn serve(opts: Options) -> Result<()> {
                 )
             })
             .collect();
+    let mut tc_hooks: Vec<String> = Vec::new();
+    for a in d.dp.tc_attachments() {
+        let name = format!("{} via {}", a.ifname, a.hook);
+        if !tc_hooks.contains(&name) {
+            tc_hooks.push(name);
+        }
+    }
+    if !tc_hooks.is_empty() {
+        eprintln!(
+            "ebpfsentinel: TC pipeline (conntrack) on ingress and egress of {}",
+            tc_hooks.join(", ")
+        );
+    }
     if once {
         eprintln!(
             "ebpfsentinel: applied generation {} on {}; enforcement stays pinned under {}",

@@ -301,7 +301,7 @@ impl Dataplane {
     }
 
     /// Hangs the TC entry programs on both directions of an interface.
-    pub fn attach_tc(&mut self, ifname: &str) -> Result<()> {
+    pub fn attach_tc(&mut self, ifname: &str, mode: crate::config::TcMode) -> Result<()> {
         let root = self
             .pin_root
             .clone()
@@ -312,7 +312,8 @@ impl Dataplane {
                 Direction::Egress => &self.conntrack.progs.tc_egress,
             };
             let prog_id = libbpf_rs::Program::id_from_fd(prog.as_fd())?;
-            let attached = tc_links::attach(prog.as_fd(), prog_id, ifname, direction, &root)?;
+            let attached =
+                tc_links::attach(prog.as_fd(), prog_id, ifname, direction, mode, &root)?;
             self.tc_attachments.push(attached);
         }
         Ok(())

@@ -140,6 +140,12 @@ pub const CT_COUNTERS: [CtCounter; CT_STAT_COUNT] = {
             "ebpfsentinel_conntrack_fast_path_total",
             "Packets xdp_firewall passed on the conntrack fast path, before any rule.",
         ),
+        c(
+            ct_stat::CT_STAT_REUSED,
+            "reused",
+            "ebpfsentinel_conntrack_reused_total",
+            "TIME_WAIT or CLOSED TCP entries replaced by a new connection on the same ports.",
+        ),
     ]
 };
 
@@ -156,12 +162,14 @@ pub struct Conntrack {
 }
 
 impl Conntrack {
-    /// Reads the counters; the entries come from `last_sweep`, the daemon's last
-    /// [`ConntrackMaps::sweep`], as walking the table on every publish would cost too much.
+    /// Reads the counters; the entries and the eviction estimate come from `last_sweep`, the
+    /// daemon's last [`ConntrackMaps::sweep`] (walking the table on every publish would cost
+    /// too much). The estimate lives in the `ConntrackMaps` that swept, which may be another
+    /// handle than `maps`: the larger of the two is taken.
     pub fn read(maps: &ConntrackMaps, last_sweep: Option<&SweepReport>) -> Result<Conntrack> {
         Ok(Conntrack {
             stats: maps.stats().context("reading ct_stats")?,
-            evicted: maps.evicted(),
+            evicted: last_sweep.map_or(0, |r| r.evicted).max(maps.evicted()),
             entries: last_sweep.map(|r| r.live_by_state),
         })
     }

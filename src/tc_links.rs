@@ -12,6 +12,7 @@ use libbpf_rs::libbpf_sys;
 use libbpf_rs::{TcHookBuilder, TC_EGRESS, TC_INGRESS};
 use serde::{Deserialize, Serialize};
 
+use crate::config::TcMode;
 use crate::links::links_dir;
 
 /// Our clsact filter's handle and priority: another tool's filters keep theirs.
@@ -153,12 +154,15 @@ fn clsact_hook(prog: BorrowedFd<'_>, ifindex: i32, direction: Direction) -> libb
 }
 
 /// Hangs `prog` on one direction of an interface: an adopted pinned TCX link, a new pinned
-/// TCX link, or (kernels before 6.6) a clsact filter that replaces ours from an earlier run.
+/// TCX link, or (kernels before 6.6, or `tc_mode: clsact`) a clsact filter that replaces ours
+/// from an earlier run. Whatever an earlier run left in the other form is removed, so the
+/// pipeline never runs twice on a packet.
 pub fn attach(
     prog: BorrowedFd<'_>,
     prog_id: u32,
     ifname: &str,
     direction: Direction,
+    mode: TcMode,
     pin_root: &Path,
 ) -> Result<TcAttached> {
     let ifindex = crate::loader::ifindex(ifname)?;
@@ -172,53 +176,82 @@ pub fn attach(
         prog_id,
         adopted,
     };
-    if let Some(fd) = adopt_tcx(prog, &pin)? {
-        return Ok(TcAttached {
-            info: attachment(TcHookKind::Tcx, true),
-            link: Some(fd),
-            pin,
-        });
-    }
-    match create_tcx(prog, ifindex, direction) {
-        Ok(fd) => {
-            let path = c_path(&pin)?;
-            // SAFETY: valid link fd and NUL-terminated path.
-            let rc = unsafe { libbpf_sys::bpf_obj_pin(fd.as_raw_fd(), path.as_ptr()) };
-            if rc < 0 {
-                return Err(errno(rc)).with_context(|| format!("pinning {}", pin.display()));
-            }
-            Ok(TcAttached {
-                info: attachment(TcHookKind::Tcx, false),
+    if mode != TcMode::Clsact {
+        let tcx = match adopt_tcx(prog, &pin)? {
+            Some(fd) => Some((fd, true)),
+            None => match create_tcx(prog, ifindex, direction) {
+                Ok(fd) => {
+                    let path = c_path(&pin)?;
+                    // SAFETY: valid link fd and NUL-terminated path.
+                    let rc = unsafe { libbpf_sys::bpf_obj_pin(fd.as_raw_fd(), path.as_ptr()) };
+                    if rc < 0 {
+                        return Err(errno(rc))
+                            .with_context(|| format!("pinning {}", pin.display()));
+                    }
+                    Some((fd, false))
+                }
+                // EINVAL: the kernel does not know the TCX attach types
+                Err(rc) if rc == -libc::EINVAL && mode == TcMode::Auto => None,
+                Err(rc) => {
+                    return Err(errno(rc)).with_context(|| {
+                        format!(
+                            "attaching the TC {direction} entry program to {ifname} as a TCX \
+                             link (kernels before 6.6 have none: tc_mode auto or clsact)"
+                        )
+                    })
+                }
+            },
+        };
+        if let Some((fd, adopted)) = tcx {
+            detach_clsact(ifindex, direction)?;
+            return Ok(TcAttached {
+                info: attachment(TcHookKind::Tcx, adopted),
                 link: Some(fd),
                 pin,
-            })
+            });
         }
-        // EINVAL: the kernel does not know the TCX attach types
-        Err(rc) if rc == -libc::EINVAL => {
-            let mut hook = clsact_hook(prog, ifindex, direction);
-            // EEXIST: the clsact qdisc is there already (ours or another tool's)
-            if let Err(e) = hook.create() {
-                if !format!("{e}").contains("exists") && !format!("{e:?}").contains("EEXIST") {
-                    return Err(e).with_context(|| format!("creating clsact on {ifname}"));
-                }
-            }
-            let adopted = clsact_prog_id(ifindex, direction).is_some();
-            hook.attach()
-                .with_context(|| format!("attaching a clsact {direction} filter to {ifname}"))?;
-            Ok(TcAttached {
-                info: attachment(TcHookKind::Clsact, adopted),
-                link: None,
-                pin,
-            })
-        }
-        Err(rc) => Err(errno(rc)).with_context(|| {
-            format!("attaching the TC {direction} entry program to {ifname} (TCX link)")
-        }),
     }
+    let mut hook = clsact_hook(prog, ifindex, direction);
+    // EEXIST: the clsact qdisc is there already (ours or another tool's)
+    if let Err(e) = quietly(|| hook.create()) {
+        if !format!("{e}").contains("exists") && !format!("{e:?}").contains("EEXIST") {
+            return Err(e).with_context(|| format!("creating clsact on {ifname}"));
+        }
+    }
+    let adopted = clsact_prog_id(ifindex, direction).is_some();
+    hook.attach()
+        .with_context(|| format!("attaching a clsact {direction} filter to {ifname}"))?;
+    if pin.exists() {
+        remove_pinned_link(&pin)?;
+    }
+    Ok(TcAttached {
+        info: attachment(TcHookKind::Clsact, adopted),
+        link: None,
+        pin,
+    })
+}
+
+fn libbpf_to_stderr(_level: libbpf_rs::PrintLevel, msg: String) {
+    eprint!("{msg}");
+}
+
+/// Runs `f` with libbpf's messages off: asking the kernel for a filter that is not there is
+/// how we learn it is not there, and its "not found" lines would read as failures.
+fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    let previous = libbpf_rs::set_print(None);
+    let out = f();
+    libbpf_rs::set_print(
+        previous.or(Some((libbpf_rs::PrintLevel::Info, libbpf_to_stderr as _))),
+    );
+    out
 }
 
 /// The program id of our clsact filter on an interface, if one is there.
 fn clsact_prog_id(ifindex: i32, direction: Direction) -> Option<u32> {
+    quietly(|| query_clsact(ifindex, direction))
+}
+
+fn query_clsact(ifindex: i32, direction: Direction) -> Option<u32> {
     let mut opts = libbpf_sys::bpf_tc_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_tc_opts>() as _,
         handle: CLSACT_HANDLE,
@@ -313,23 +346,28 @@ pub fn remove_pinned_except(pin_root: &Path, keep: &[String]) -> Vec<String> {
         if keep.iter().any(|k| k == ifname) {
             continue;
         }
-        let pin = entry.path();
-        let Ok(path) = c_path(&pin) else { continue };
-        // SAFETY: path is NUL-terminated.
-        let rc = unsafe { libbpf_sys::bpf_obj_get(path.as_ptr()) };
-        if rc >= 0 {
-            let fd = owned(rc);
-            // SAFETY: valid link descriptor.
-            let rc = unsafe { libbpf_sys::bpf_link_detach(fd.as_raw_fd()) };
-            if rc < 0 && rc != -libc::ENOLINK && rc != -libc::EINVAL {
-                problems.push(format!("detaching {}: {}", pin.display(), errno(rc)));
-            }
-        }
-        if let Err(e) = fs::remove_file(&pin) {
-            problems.push(format!("removing {}: {e}", pin.display()));
+        if let Err(e) = remove_pinned_link(&entry.path()) {
+            problems.push(format!("{e:#}"));
         }
     }
     problems
+}
+
+/// Detaches a pinned TCX link (whoever else holds it) and removes the pin.
+fn remove_pinned_link(pin: &Path) -> Result<()> {
+    let path = c_path(pin)?;
+    // SAFETY: path is NUL-terminated.
+    let rc = unsafe { libbpf_sys::bpf_obj_get(path.as_ptr()) };
+    if rc >= 0 {
+        let fd = owned(rc);
+        // SAFETY: valid link descriptor.
+        let rc = unsafe { libbpf_sys::bpf_link_detach(fd.as_raw_fd()) };
+        // a link whose interface vanished is already detached
+        if rc < 0 && rc != -libc::ENOLINK && rc != -libc::EINVAL {
+            return Err(errno(rc)).with_context(|| format!("detaching {}", pin.display()));
+        }
+    }
+    fs::remove_file(pin).with_context(|| format!("removing {}", pin.display()))
 }
 
 /// Removes a clsact filter a previous daemon recorded, if its interface still exists.

@@ -129,6 +129,8 @@ enum ct_stat {
 	CT_STAT_DROP_INVALID,
 	/* xdp_firewall passed the packet on the fast path */
 	CT_STAT_FAST_PATH,
+	/* TIME_WAIT or CLOSED entries a SYN reusing their ports replaced */
+	CT_STAT_REUSED,
 	CT_STAT_COUNT,
 };
 

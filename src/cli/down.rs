@@ -18,6 +18,24 @@ pub struct DownArgs {
 pub fn execute(args: DownArgs) -> Result<Outcome> {
     let root = &args.pin_root.pin_root;
     let daemon = state::read(root);
+    if let Some(d) = &daemon {
+        let by_name = d
+            .interfaces
+            .iter()
+            .any(|a| a.hook == links::Hook::Netlink)
+            || d.tc
+                .iter()
+                .any(|a| a.hook == crate::tc_links::TcHookKind::Clsact);
+        if by_name && d.netns_inode != state::netns_inode() {
+            bail!(
+                "the daemon attached netlink XDP programs or clsact filters in another network \
+                 namespace (inode {}), where only their interface names find them: run \
+                 `ebpfsentinel down --pin-root {}` in that namespace (nothing was removed)",
+                d.netns_inode,
+                root.display()
+            );
+        }
+    }
     if let Some(d) = daemon.as_ref().filter(|d| state::pid_alive(d.pid)) {
         // SAFETY: signalling a pid the daemon recorded for itself.
         unsafe { libc::kill(d.pid as libc::pid_t, libc::SIGTERM) };

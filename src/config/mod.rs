@@ -73,6 +73,8 @@ pub struct Config {
     pub path: PathBuf,
     pub interfaces: Vec<String>,
     pub xdp_mode: XdpMode,
+    /// `tc_mode`: how the TC entry programs hang on the interfaces
+    pub tc_mode: TcMode,
     pub pin_root: PathBuf,
     /// `metrics.listen`: where Prometheus text is served; None when `off`
     pub metrics_listen: Option<SocketAddr>,
@@ -258,6 +260,14 @@ pub struct RatePolicy {
 /// Loopback only by default: counters say a lot about a network.
 pub const DEFAULT_METRICS_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9669);
+
+/// TCX links where the kernel has them (6.6+), else clsact filters; or one of them forced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcMode {
+    Auto,
+    Tcx,
+    Clsact,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XdpMode {

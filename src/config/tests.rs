@@ -295,7 +295,7 @@ fn every_error_is_collected() {
 
 #[test]
 fn unknown_keys_name_the_key_and_list_allowed_ones() {
-    assert_error("interfaces: []\n»iface: eth0\n", "unknown key `iface` in the top level; allowed keys: interfaces, xdp_mode, pin_root, metrics, events, firewall");
+    assert_error("interfaces: []\n»iface: eth0\n", "unknown key `iface` in the top level; allowed keys: interfaces, xdp_mode, tc_mode, pin_root, metrics, events, firewall");
     assert_error("firewall:\n  »policy: drop\n", "unknown key `policy` in firewall; allowed keys: mode, default_policy, malformed, allowlist, aliases, rules");
     assert_error(
         &with_rule("{ id: a, action: drop, »port: 80 }"),
@@ -1172,7 +1172,7 @@ fn conntrack_bad_values_and_keys() {
     );
     assert_error(
         "firewall:\n»conntrak: {}\n",
-        "unknown key `conntrak` in the top level; allowed keys: interfaces, xdp_mode, pin_root, metrics, events, firewall, ratelimit, ddos, conntrack",
+        "unknown key `conntrak` in the top level; allowed keys: interfaces, xdp_mode, tc_mode, pin_root, metrics, events, firewall, ratelimit, ddos, conntrack",
     );
     assert_error(
         "conntrack: »[enabled]\n",

@@ -14,7 +14,7 @@ use super::yaml::{self, duplicate, Node, Pos, Scalar, Value};
 use super::{
     Action, AddrMatch, Alias, AmpPort, Config, ConfigError, ConfigErrors, ConntrackConfig,
     CtStates, DdosConfig, FirewallConfig, FirewallMode, IcmpGuard, Location, PortRange, Proto,
-    RateAction, RateKey, RateLimitConfig, RatePolicy, Rule, TcpFlags, VlanMatch, XdpMode,
+    RateAction, RateKey, RateLimitConfig, RatePolicy, Rule, TcMode, TcpFlags, VlanMatch, XdpMode,
     CT_CLASS_NAMES, DEFAULT_AMP_PORTS, DEFAULT_METRICS_LISTEN, DEFAULT_PIN_ROOT, DEFAULT_PRIORITY,
     MAX_ALIAS_ENTRIES, MAX_ALLOWLIST_ENTRIES, MAX_AMP_PORTS, MAX_CT_DURATION, MAX_CT_TABLE_SIZE,
     MAX_PRIORITY, MAX_RATE_POLICIES, MAX_RATE_PPS, MAX_RULES, MIN_CT_DURATION, MIN_CT_TABLE_SIZE,
@@ -23,6 +23,7 @@ use super::{
 const TOP_KEYS: &[&str] = &[
     "interfaces",
     "xdp_mode",
+    "tc_mode",
     "pin_root",
     "metrics",
     "events",
@@ -85,6 +86,11 @@ const RULE_KEYS: &[&str] = &[
     "tcp_flags", "icmp_type", "icmp_code", "state",
 ];
 
+const TC_MODES: &[(&str, TcMode)] = &[
+    ("auto", TcMode::Auto),
+    ("tcx", TcMode::Tcx),
+    ("clsact", TcMode::Clsact),
+];
 const XDP_MODES: &[(&str, XdpMode)] = &[
     ("auto", XdpMode::Auto),
     ("native", XdpMode::Native),
@@ -452,6 +458,10 @@ impl Checker<'_> {
                 .get("xdp_mode")
                 .and_then(|n| self.keyword(n, XDP_MODES))
                 .unwrap_or(XdpMode::Auto),
+            tc_mode: fields
+                .get("tc_mode")
+                .and_then(|n| self.keyword(n, TC_MODES))
+                .unwrap_or(TcMode::Auto),
             pin_root: fields
                 .get("pin_root")
                 .and_then(|n| self.pin_root(n))

@@ -513,7 +513,9 @@ impl ConntrackMaps {
         let removed = self.delete_counted(doomed)?;
         let live_by_state = by_state(live.iter().map(|r| &r.entry).chain(&kept));
         let live = live.len() + kept.len();
-        let expired_total = self.stat(ct_stat::CT_STAT_EXPIRED)?;
+        // a reused entry was removed and created again in one step: NEW counted it
+        let expired_total =
+            self.stat(ct_stat::CT_STAT_EXPIRED)? + self.stat(ct_stat::CT_STAT_REUSED)?;
         let evicted = self
             .evictions
             .lock()
