@@ -196,7 +196,7 @@ static __always_inline __u32 ct_track(struct __sk_buff *skb, const struct pkt *p
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = ct_now();
 	struct ct_view v = {};
 	struct ct_entry *e;
 	__u32 cls, dir;

@@ -376,8 +376,7 @@ static __always_inline int fw_classify(const struct pkt *p, const struct fw_sett
 				  FW_BITMAP_ALL);
 	if (!b2 || !b3 || !b4 || !b5 || !b6 || !b7)
 		return -1;
-	summary = b2->summary & b3->summary & b4->summary & b5->summary & b6->summary &
-		  b7->summary;
+	summary = b2->summary & b3->summary & b4->summary & b5->summary & b6->summary & b7->summary;
 	if (!summary)
 		return -1;
 
@@ -475,7 +474,7 @@ static __always_inline int fw_decide(struct xdp_md *ctx, struct pkt *p)
 	const struct ct_settings *cs = ct_settings_get();
 
 	if (cs && cs->enabled) {
-		p->ct_class = ct_classify(data, data_end, p, cs, bpf_ktime_get_ns());
+		p->ct_class = ct_classify(data, data_end, p, cs, ct_now());
 		if (cs->fast_path &&
 		    (p->ct_class == CT_CLASS_ESTABLISHED || p->ct_class == CT_CLASS_RELATED)) {
 			ct_count(CT_STAT_FAST_PATH);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks through BPF_PROG_TEST_RUN (release build): every figure is printed with its ratio
 # to the floor program measured in the same run. Results also go to target/bench/*.json.
-# Usage: scripts/bench.sh [firewall] [extra `ebpfsentinel bench` flags]
+# Usage: scripts/bench.sh [firewall|ratelimit|conntrack|reload|events] [extra `ebpfsentinel bench` flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $EUID -eq 0 ]] || {

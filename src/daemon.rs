@@ -330,7 +330,11 @@ impl Daemon {
         }
         // TC entry programs an earlier daemon left on interfaces this config no longer names
         // (or with tracking now off).
-        let tc_wanted: &[String] = if d.cfg.conntrack.enabled { &wanted } else { &[] };
+        let tc_wanted: &[String] = if d.cfg.conntrack.enabled {
+            &wanted
+        } else {
+            &[]
+        };
         for p in crate::tc_links::remove_pinned_except(&d.cfg.pin_root, tc_wanted) {
             eprintln!("ebpfsentinel: {p}");
         }
@@ -347,7 +351,11 @@ impl Daemon {
     /// Writes the conntrack settings, fills or empties its slot of the TC chains, and hangs
     /// the TC entry programs on every interface while tracking is on (`previous`: the
     /// interfaces they hang on now).
-    fn apply_conntrack(&mut self, cfg: &config::ConntrackConfig, previous: &[String]) -> Result<()> {
+    fn apply_conntrack(
+        &mut self,
+        cfg: &config::ConntrackConfig,
+        previous: &[String],
+    ) -> Result<()> {
         self.ct.apply(cfg)?;
         self.dp
             .set_tc_stage(crate::abi::tc_stage::TC_STAGE_CONNTRACK, cfg.enabled)?;
@@ -357,8 +365,7 @@ impl Daemon {
             Vec::new()
         };
         for ifname in &wanted {
-            if !previous.contains(ifname) || self.dp.tc_attachments().all(|a| &a.ifname != ifname)
-            {
+            if !previous.contains(ifname) || self.dp.tc_attachments().all(|a| &a.ifname != ifname) {
                 self.dp.attach_tc(ifname, self.cfg.tc_mode)?;
             }
         }

@@ -312,8 +312,7 @@ impl Dataplane {
                 Direction::Egress => &self.conntrack.progs.tc_egress,
             };
             let prog_id = libbpf_rs::Program::id_from_fd(prog.as_fd())?;
-            let attached =
-                tc_links::attach(prog.as_fd(), prog_id, ifname, direction, mode, &root)?;
+            let attached = tc_links::attach(prog.as_fd(), prog_id, ifname, direction, mode, &root)?;
             self.tc_attachments.push(attached);
         }
         Ok(())

@@ -84,7 +84,7 @@ pub const CT_COUNTERS: [CtCounter; CT_STAT_COUNT] = {
             ct_stat::CT_STAT_LOOKUPS,
             "lookups",
             "ebpfsentinel_conntrack_lookups_total",
-            "Conntrack table lookups by tc_conntrack and xdp_firewall (kernel ct_stats, summed over CPUs).",
+            "Conntrack table lookups by tc_conntrack (kernel ct_stats, summed over CPUs; xdp_firewall's read-only lookups count as fast_path when they pass a packet).",
         ),
         c(
             ct_stat::CT_STAT_HITS,

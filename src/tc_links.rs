@@ -240,9 +240,7 @@ fn libbpf_to_stderr(_level: libbpf_rs::PrintLevel, msg: String) {
 fn quietly<T>(f: impl FnOnce() -> T) -> T {
     let previous = libbpf_rs::set_print(None);
     let out = f();
-    libbpf_rs::set_print(
-        previous.or(Some((libbpf_rs::PrintLevel::Info, libbpf_to_stderr as _))),
-    );
+    libbpf_rs::set_print(previous.or(Some((libbpf_rs::PrintLevel::Info, libbpf_to_stderr as _))));
     out
 }
 

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
-use common::daemon::{cli, scrape, metric, Daemon, Scratch};
+use common::daemon::{cli, metric, scrape, Daemon, Scratch};
 use common::netns::{veth, Netns};
 use common::traffic;
 
@@ -29,7 +29,9 @@ fn ip(s: &str) -> IpAddr {
 /// Packets the other tool's mirror filter on `dev`'s ingress has seen.
 fn other_tool_packets(ns: &Netns, dev: &str) -> u64 {
     let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "tc", "-s", "filter", "show", "dev", dev, "ingress"])
+        .args([
+            "netns", "exec", &ns.name, "tc", "-s", "filter", "show", "dev", dev, "ingress",
+        ])
         .output()
         .expect("tc");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -48,7 +50,13 @@ fn other_tool_packets(ns: &Netns, dev: &str) -> u64 {
 }
 
 fn flows(pin_root: &std::path::Path, filter: &[&str]) -> Vec<serde_json::Value> {
-    let mut args = vec!["ct", "list", "--json", "--pin-root", pin_root.to_str().unwrap()];
+    let mut args = vec![
+        "ct",
+        "list",
+        "--json",
+        "--pin-root",
+        pin_root.to_str().unwrap(),
+    ];
     args.extend_from_slice(filter);
     let out = cli(&args);
     assert!(
@@ -65,8 +73,26 @@ fn lab(tc_mode: &str) {
     veth(&peer, "cP", &host, "cH");
     peer.exec(&["ip", "addr", "add", "10.78.0.2/24", "dev", "cP"]);
     host.exec(&["ip", "addr", "add", "10.78.0.1/24", "dev", "cH"]);
-    peer.exec(&["ip", "-6", "addr", "add", "2001:db8:78::2/64", "dev", "cP", "nodad"]);
-    host.exec(&["ip", "-6", "addr", "add", "2001:db8:78::1/64", "dev", "cH", "nodad"]);
+    peer.exec(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:78::2/64",
+        "dev",
+        "cP",
+        "nodad",
+    ]);
+    host.exec(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:78::1/64",
+        "dev",
+        "cH",
+        "nodad",
+    ]);
     // another tool's filter on the host's ingress, there before ebpfsentinel: a monitoring
     // mirror of everything to a tap namespace
     let tap = Netns::new(&format!("ct-tap-{tc_mode}"));
@@ -106,7 +132,10 @@ firewall:
         .collect();
     assert_eq!(
         hooks,
-        [format!("cH ingress {tc_mode}"), format!("cH egress {tc_mode}")]
+        [
+            format!("cH ingress {tc_mode}"),
+            format!("cH egress {tc_mode}")
+        ]
     );
 
     // The host opens a TCP connection to the peer and keeps it open.
@@ -142,11 +171,24 @@ firewall:
     assert!(f["packets_orig"].as_u64().unwrap() >= 3, "{f:#}");
     assert!(f["packets_reply"].as_u64().unwrap() >= 2, "{f:#}");
     assert!(f["bytes_orig"].as_u64().unwrap() > f["packets_orig"].as_u64().unwrap() * 54);
-    assert_ne!(f["socket_cookie"].as_u64().unwrap(), 0, "egress had the socket: {f:#}");
+    assert_ne!(
+        f["socket_cookie"].as_u64().unwrap(),
+        0,
+        "egress had the socket: {f:#}"
+    );
     // filters: by originator, by state
-    assert_eq!(flows(&pin_root, &["--src", "10.78.0.0/24", "--port", "8080"]).len(), 1);
-    assert_eq!(flows(&pin_root, &["--src", "10.78.0.2/32", "--port", "8080"]).len(), 0);
-    assert_eq!(flows(&pin_root, &["--state", "syn_sent", "--port", "8080"]).len(), 0);
+    assert_eq!(
+        flows(&pin_root, &["--src", "10.78.0.0/24", "--port", "8080"]).len(),
+        1
+    );
+    assert_eq!(
+        flows(&pin_root, &["--src", "10.78.0.2/32", "--port", "8080"]).len(),
+        0
+    );
+    assert_eq!(
+        flows(&pin_root, &["--state", "syn_sent", "--port", "8080"]).len(),
+        0
+    );
     drop(conn);
     server.join().unwrap();
 
@@ -154,12 +196,19 @@ firewall:
     let rx = traffic::udp_bind(&peer, SocketAddr::new(ip(PEER_V6), 5353));
     let tx = traffic::udp_bind(&host, SocketAddr::new(ip(HOST_V6), 0));
     tx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    tx.send_to(b"query", SocketAddr::new(ip(PEER_V6), 5353)).unwrap();
+    tx.send_to(b"query", SocketAddr::new(ip(PEER_V6), 5353))
+        .unwrap();
     let mut buf = [0u8; 64];
     let (n, from) = rx.recv_from(&mut buf).expect("query reaches the peer");
     rx.send_to(&buf[..n], from).unwrap();
     tx.recv_from(&mut buf).expect("the UDP reply comes in");
-    assert!(traffic::ping4(&host, ip(HOST_V4), ip(PEER_V4), 41, Duration::from_secs(2)));
+    assert!(traffic::ping4(
+        &host,
+        ip(HOST_V4),
+        ip(PEER_V4),
+        41,
+        Duration::from_secs(2)
+    ));
 
     // Unsolicited from the peer: TCP, UDP, ICMP are dropped
     let listener = traffic::tcp_listen(&host, SocketAddr::new(ip(HOST_V4), 2222));
@@ -175,7 +224,13 @@ firewall:
     let rx_host = traffic::udp_bind(&host, SocketAddr::new(ip(HOST_V6), 7000));
     traffic::udp_send(&peer, ip(PEER_V6), SocketAddr::new(ip(HOST_V6), 7000), 5);
     assert!(traffic::udp_drain(&rx_host).is_empty());
-    assert!(!traffic::ping4(&peer, ip(PEER_V4), ip(HOST_V4), 42, Duration::from_millis(800)));
+    assert!(!traffic::ping4(
+        &peer,
+        ip(PEER_V4),
+        ip(HOST_V4),
+        42,
+        Duration::from_millis(800)
+    ));
 
     // the other tool's filter saw what reached TC ingress: every packet ebpfsentinel passed
     assert!(
@@ -185,7 +240,10 @@ firewall:
     );
 
     let text = scrape(&host);
-    assert!(metric(&text, "ebpfsentinel_conntrack_new_total", &[]).unwrap() >= 3, "{text}");
+    assert!(
+        metric(&text, "ebpfsentinel_conntrack_new_total", &[]).unwrap() >= 3,
+        "{text}"
+    );
     assert!(metric(&text, "ebpfsentinel_conntrack_established_total", &[]).unwrap() >= 3);
     assert!(metric(&text, "ebpfsentinel_conntrack_fast_path_total", &[]).unwrap() >= 4);
 
@@ -194,8 +252,19 @@ firewall:
     assert!(out.status.success());
     let count: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!(count >= 3, "{count}");
-    let out = cli(&["ct", "flush", "--proto", "udp", "--pin-root", pin_root.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&[
+        "ct",
+        "flush",
+        "--proto",
+        "udp",
+        "--pin-root",
+        pin_root.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(flows(&pin_root, &["--proto", "udp"]).is_empty());
     assert!(!flows(&pin_root, &["--proto", "tcp"]).is_empty());
 }
@@ -228,13 +297,23 @@ fn connects(ns: &Netns, from: &str, to: SocketAddr, timeout: Duration) -> bool {
 /// Inbound TCP from the peer to a listener of the host.
 fn inbound_connects(peer: &Netns, host: &Netns) -> bool {
     let _listener = traffic::tcp_listen(host, SocketAddr::new(ip(HOST_V4), 2222));
-    connects(peer, PEER_V4, SocketAddr::new(ip(HOST_V4), 2222), Duration::from_millis(800))
+    connects(
+        peer,
+        PEER_V4,
+        SocketAddr::new(ip(HOST_V4), 2222),
+        Duration::from_millis(800),
+    )
 }
 
 /// Outbound TCP from the host to a listener of the peer on `port`.
 fn outbound_connects(host: &Netns, peer: &Netns, port: u16) -> bool {
     let _listener = traffic::tcp_listen(peer, SocketAddr::new(ip(PEER_V4), port));
-    connects(host, HOST_V4, SocketAddr::new(ip(PEER_V4), port), Duration::from_secs(2))
+    connects(
+        host,
+        HOST_V4,
+        SocketAddr::new(ip(PEER_V4), port),
+        Duration::from_secs(2),
+    )
 }
 
 fn tracking_outlives_the_daemon(tc_mode: &str) {
@@ -262,7 +341,10 @@ fn tracking_outlives_the_daemon(tc_mode: &str) {
     drop(first);
 
     // nobody manages the pins: the policy and the tracking go on
-    assert!(outbound_connects(&host, &peer, 9002), "replies tracked without a daemon");
+    assert!(
+        outbound_connects(&host, &peer, 9002),
+        "replies tracked without a daemon"
+    );
     assert!(!inbound_connects(&peer, &host));
     let ports: Vec<u64> = flows(&pin_root, &["--proto", "tcp"])
         .iter()
@@ -276,7 +358,10 @@ fn tracking_outlives_the_daemon(tc_mode: &str) {
     if tc_mode == "tcx" {
         assert!(state.tc.iter().all(|a| a.adopted), "{:?}", state.tc);
     }
-    assert!(flows(&pin_root, &["--port", "9001"]).len() == 1, "the table survived");
+    assert!(
+        flows(&pin_root, &["--port", "9001"]).len() == 1,
+        "the table survived"
+    );
     assert!(outbound_connects(&host, &peer, 9003));
     assert!(!inbound_connects(&peer, &host));
     drop(second);
@@ -298,9 +383,14 @@ fn tracking_outlives_the_daemon(tc_mode: &str) {
         assert!(down.status.success(), "{down:?}");
     }
     // plain forwarding: nothing hangs on the hooks any more
-    assert!(inbound_connects(&peer, &host), "down left a TC or XDP program");
+    assert!(
+        inbound_connects(&peer, &host),
+        "down left a TC or XDP program"
+    );
     let out = Command::new("ip")
-        .args(["netns", "exec", &host.name, "tc", "filter", "show", "dev", "rH", "ingress"])
+        .args([
+            "netns", "exec", &host.name, "tc", "filter", "show", "dev", "rH", "ingress",
+        ])
         .output()
         .unwrap();
     assert!(

@@ -72,7 +72,9 @@ impl Tracker {
             data_in: Some(frame),
             ..Default::default()
         };
-        prog.test_run(input).expect("BPF_PROG_TEST_RUN").return_value as i32
+        prog.test_run(input)
+            .expect("BPF_PROG_TEST_RUN")
+            .return_value as i32
     }
 
     /// Received by this host: xdp_firewall, then (when it passed) TC ingress.
@@ -190,7 +192,10 @@ fn tcp_handshake_data_and_teardown_from_either_side() {
         let t = Tracker::new(ENABLED);
         let (l, r) = handshake_out(&t, local, remote);
         let before = t.only_flow();
-        let (out, back) = (tcp(l, r, data(1001, 5001, 100)), tcp(r, l, data(5001, 1101, 300)));
+        let (out, back) = (
+            tcp(l, r, data(1001, 5001, 100)),
+            tcp(r, l, data(5001, 1101, 300)),
+        );
         t.send(&out);
         assert_eq!(t.receive(&back), XDP_PASS);
         let f = t.only_flow();
@@ -218,7 +223,10 @@ fn tcp_handshake_data_and_teardown_from_either_side() {
         let (l, r) = ((local, 22), (remote, 51000));
         assert_eq!(t.receive(&tcp(r, l, syn(7000))), XDP_PASS);
         t.send(&tcp(l, r, syn_ack(9000, 7001)));
-        assert_eq!(t.receive(&tcp(r, l, seg(TcpFlags::ACK, 7001, 9001))), XDP_PASS);
+        assert_eq!(
+            t.receive(&tcp(r, l, seg(TcpFlags::ACK, 7001, 9001))),
+            XDP_PASS
+        );
         let f = t.only_flow();
         assert_eq!(state_of(&f), ct_state::CT_TCP_ESTABLISHED);
         assert_eq!((f.src, f.src_port), (r.0, r.1), "the remote opened it");
@@ -303,7 +311,10 @@ fn packets_without_a_flow_or_out_of_window_are_invalid() {
         t.receive(&tcp(r, l, data(5001, 1001 + 3_000_000, 10)));
         assert_eq!(t.stat(ct_stat::CT_STAT_INVALID), 5);
         let after = t.only_flow();
-        assert_eq!(after.reply.packets, before.reply.packets, "invalid packets are not counted");
+        assert_eq!(
+            after.reply.packets, before.reply.packets,
+            "invalid packets are not counted"
+        );
         assert_eq!(state_of(&after), ct_state::CT_TCP_ESTABLISHED);
         // a SYN inside an established flow
         t.send(&tcp(l, r, syn(1001)));
@@ -376,7 +387,11 @@ fn udp_and_icmp_echo_become_established_on_the_reply() {
         t.send(&echo(local, remote, true, 77));
         assert_eq!(state_of(&t.only_flow()), ct_state::CT_ICMP_NEW);
         t.receive(&echo(remote, local, true, 77));
-        assert_eq!(t.stat(ct_stat::CT_STAT_INVALID), 2, "a request against the flow");
+        assert_eq!(
+            t.stat(ct_stat::CT_STAT_INVALID),
+            2,
+            "a request against the flow"
+        );
         t.receive(&echo(remote, local, false, 77));
         let f = t.only_flow();
         assert_eq!(state_of(&f), ct_state::CT_ICMP_ESTABLISHED);
@@ -458,7 +473,10 @@ fn drop_new_inbound_lets_replies_in() {
         assert_eq!(t.stat(ct_stat::CT_STAT_FAST_PATH), fast + 4);
         assert_eq!(t.fw.hits("no-new-inbound"), 4);
         // out of window on an established flow: not on the fast path, dropped as invalid
-        assert_eq!(t.receive(&tcp(r, l, data(5001 + 90_000_000, 1051, 5))), XDP_DROP);
+        assert_eq!(
+            t.receive(&tcp(r, l, data(5001 + 90_000_000, 1051, 5))),
+            XDP_DROP
+        );
     }
 }
 

@@ -37,17 +37,17 @@ struct {
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
 
-#define TCPOPT_EOL    0
-#define TCPOPT_NOP    1
-#define TCPOPT_WSCALE 3
+#define TCPOPT_EOL     0
+#define TCPOPT_NOP     1
+#define TCPOPT_WSCALE  3
 #define TCP_MAX_WSCALE 14
 /* ct_side.wscale before the SYN showed one: no scaling */
 #define CT_NO_WSCALE 0xff
 
-#define ICMP_ECHOREPLY       0
-#define ICMP_ECHO            8
-#define ICMPV6_ECHO_REQUEST  128
-#define ICMPV6_ECHO_REPLY    129
+#define ICMP_ECHOREPLY      0
+#define ICMP_ECHO           8
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY   129
 
 /* What the tracker reads from a packet beyond struct pkt. */
 struct ct_view {
@@ -81,6 +81,15 @@ static __always_inline void ct_count(__u32 stat)
 
 	if (c)
 		*c += 1;
+}
+
+/*
+ * The table's clock: CLOCK_MONOTONIC at tick resolution, plenty for timeouts of seconds and
+ * a fraction of bpf_ktime_get_ns()'s cost where the clocksource is slow to read (VMs).
+ */
+static __always_inline __u64 ct_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
 }
 
 static __always_inline const struct ct_settings *ct_settings_get(void)
@@ -265,16 +274,18 @@ static __always_inline bool ct_view_fill(void *data, void *data_end, const struc
 
 /*
  * The entry of a key, or NULL when there is none or it idled past its state's timeout.
- * tc_conntrack removes an expired entry (remove); xdp_firewall only reads.
+ * tc_conntrack removes an expired entry and counts (remove); xdp_firewall only reads, and
+ * counts nothing but its fast path: two counter updates per packet would cost it more than
+ * the lookup.
  */
-static __always_inline struct ct_entry *ct_lookup(const struct ct_key *k,
-						  const struct ct_settings *cs, __u64 now,
-						  bool remove)
+static __always_inline struct ct_entry *
+ct_lookup(const struct ct_key *k, const struct ct_settings *cs, __u64 now, bool remove)
 {
 	struct ct_entry *e;
 	__u32 state;
 
-	ct_count(CT_STAT_LOOKUPS);
+	if (remove)
+		ct_count(CT_STAT_LOOKUPS);
 	e = bpf_map_lookup_elem(&ct_table, k);
 	if (!e)
 		return NULL;
@@ -286,7 +297,8 @@ static __always_inline struct ct_entry *ct_lookup(const struct ct_key *k,
 			ct_count(CT_STAT_EXPIRED);
 		return NULL;
 	}
-	ct_count(CT_STAT_HITS);
+	if (remove)
+		ct_count(CT_STAT_HITS);
 	return e;
 }
 
@@ -307,8 +319,7 @@ static __always_inline bool seq_after(__u32 a, __u32 b)
 }
 
 /* the window a packet advertises, in bytes */
-static __always_inline __u32 ct_window(const struct ct_entry *e, __u32 dir,
-				       const struct ct_view *v)
+static __always_inline __u32 ct_window(const struct ct_entry *e, __u32 dir, const struct ct_view *v)
 {
 	__u32 win = v->win;
 	__u8 scale = e->side[dir & 1].wscale;
@@ -337,7 +348,8 @@ static __always_inline bool ct_tcp_in_window(const struct ct_entry *e, __u32 dir
 	maxack = sender->td_maxwin > CT_MIN_ACK_WINDOW ? sender->td_maxwin : CT_MIN_ACK_WINDOW;
 	return seq_before_eq(v->seq, sender->td_maxend) &&
 	       !seq_after(sender->td_end - receiver->td_maxwin, v->end) &&
-	       seq_before_eq(ack, receiver->td_end) && seq_after(ack, receiver->td_end - maxack - 1);
+	       seq_before_eq(ack, receiver->td_end) &&
+	       seq_after(ack, receiver->td_end - maxack - 1);
 }
 
 static __always_inline bool ct_tcp_pure_syn(__u8 flags)
@@ -410,7 +422,8 @@ static __always_inline __u32 ct_class_of(const struct ct_entry *e, const struct 
  * advertisements) and untracked protocols.
  */
 static __always_inline __u32 ct_class_untracked(const struct ct_view *v,
-						const struct ct_settings *cs, __u64 now, bool remove)
+						const struct ct_settings *cs, __u64 now,
+						bool remove)
 {
 	if (v->icmp_kind != CT_ICMP_ERROR)
 		return CT_CLASS_NEW;

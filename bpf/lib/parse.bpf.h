@@ -213,8 +213,7 @@ static __always_inline int parse_ipv6(void *l3, void *data_end, struct pkt *p)
  * frame_len is the whole frame; data_end may end earlier (a TC skb's linear part), and header
  * reads stop there, but IP lengths are checked against the frame.
  */
-static __always_inline int parse_packet(void *data, void *data_end, __u32 frame_len,
-					struct pkt *p)
+static __always_inline int parse_packet(void *data, void *data_end, __u32 frame_len, struct pkt *p)
 {
 	struct ethhdr *eth = data;
 	void *cur;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
-/* Included by BPF programs and (through BTF) by userspace: tail-call slots of the XDP and TC chains. */
+/* Included by BPF programs and (through BTF) by userspace: tail-call slots of the XDP and TC
+ * chains. */
 #ifndef EBPFSENTINEL_ABI_CHAIN_H
 #define EBPFSENTINEL_ABI_CHAIN_H
 

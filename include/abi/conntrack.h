@@ -90,7 +90,7 @@ struct ct_side {
 };
 
 struct ct_entry {
-	__u64 first_seen_ns; /* bpf_ktime_get_ns() */
+	__u64 first_seen_ns; /* CLOCK_MONOTONIC (coarse), ns */
 	__u64 last_seen_ns;
 	/* socket cookie of the local socket, 0 until a packet with a socket passed */
 	__u64 socket_cookie;

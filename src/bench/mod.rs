@@ -1,6 +1,7 @@
 //! Benchmarks through BPF_PROG_TEST_RUN and the userspace paths around the kernel: every
 //! per-packet figure comes with the floor program measured in the same run.
 
+pub mod conntrack;
 pub mod events;
 pub mod firewall;
 pub mod ratelimit;

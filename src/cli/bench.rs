@@ -29,6 +29,9 @@ enum BenchWhat {
         #[arg(long, default_value_t = 1_000_000)]
         max_cidrs: usize,
     },
+    /// The conntrack fast path: an established flow's reply through xdp_firewall against the
+    /// same packet evaluated by 4096 rules, and tc_conntrack's cost per packet.
+    Conntrack,
     /// Reload time (compile, write the inactive generation, flip, retire the old one) for 100k
     /// and 1M CIDR entries.
     Reload,
@@ -48,6 +51,7 @@ pub fn execute(args: BenchArgs) -> Result<Outcome> {
     let json = args.json.as_deref();
     match args.what {
         BenchWhat::Firewall { max_cidrs } => bench::firewall::run(args.repeat, max_cidrs, json)?,
+        BenchWhat::Conntrack => bench::conntrack::run(args.repeat, json)?,
         BenchWhat::Reload => bench::reload::run(json)?,
         BenchWhat::Events => bench::events::run(json)?,
         BenchWhat::Ratelimit { max_sources } => {

@@ -19,10 +19,7 @@ pub fn execute(args: DownArgs) -> Result<Outcome> {
     let root = &args.pin_root.pin_root;
     let daemon = state::read(root);
     if let Some(d) = &daemon {
-        let by_name = d
-            .interfaces
-            .iter()
-            .any(|a| a.hook == links::Hook::Netlink)
+        let by_name = d.interfaces.iter().any(|a| a.hook == links::Hook::Netlink)
             || d.tc
                 .iter()
                 .any(|a| a.hook == crate::tc_links::TcHookKind::Clsact);

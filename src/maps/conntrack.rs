@@ -326,14 +326,15 @@ pub struct SweepReport {
     pub evicted: u64,
 }
 
-/// The time of bpf_ktime_get_ns().
+/// The time of the table's clock (bpf_ktime_get_coarse_ns()).
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: ts is a valid out-pointer and CLOCK_MONOTONIC exists on every Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // The kernel stamps entries with bpf_ktime_get_coarse_ns(): the same clock at tick
+    // resolution. SAFETY: ts is a valid out-pointer; the clock exists since Linux 2.6.32.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
     (ts.tv_sec as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec as u64)
