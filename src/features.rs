@@ -98,6 +98,25 @@ pub fn probe() -> Features {
                 "6.0",
             ),
             f(
+                "ktime_get_coarse",
+                helper(xdp, sys::BPF_FUNC_ktime_get_coarse_ns),
+                "5.11",
+            ),
+            f(
+                "tc_socket_cookie",
+                helper(
+                    sys::BPF_PROG_TYPE_SCHED_CLS,
+                    sys::BPF_FUNC_get_socket_cookie,
+                ),
+                "4.12",
+            ),
+            // without it the TC pipeline hangs on clsact filters instead of TCX links
+            Feature {
+                name: "tcx",
+                available: Some(kernel_has_struct("tcx_entry")),
+                since: "6.6",
+            },
+            f(
                 "skb_vlan_push",
                 helper(sys::BPF_PROG_TYPE_SCHED_CLS, sys::BPF_FUNC_skb_vlan_push),
                 "4.3",
@@ -105,6 +124,26 @@ pub fn probe() -> Features {
         ],
     }
 }
+
+/// Whether the kernel's BTF describes a struct of this name (false without BTF).
+fn kernel_has_struct(name: &str) -> bool {
+    let Ok(c_name) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: libbpf (1.0 mode) returns an owned BTF object, freed below, or NULL.
+    let btf = unsafe { sys::btf__load_vmlinux_btf() };
+    if btf.is_null() {
+        return false;
+    }
+    // SAFETY: btf is valid and c_name NUL-terminated.
+    let id = unsafe { sys::btf__find_by_name_kind(btf, c_name.as_ptr(), sys::BTF_KIND_STRUCT) };
+    // SAFETY: btf came from btf__load_vmlinux_btf.
+    unsafe { sys::btf__free(btf) };
+    id > 0
+}
+
+/// What the TC pipeline and the conntrack table need (loaded with the firewall).
+pub const CONNTRACK_NEEDS: [&str; 3] = ["lru_hash", "bpf_loop", "ktime_get_coarse"];
 
 /// What xdp_firewall needs: refuse to load with one line naming what is missing rather than
 /// letting libbpf and the verifier fail half-way.

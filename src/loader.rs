@@ -149,10 +149,12 @@ impl Dataplane {
             ensure_bpffs(root)?;
         }
         let kernel = crate::features::probe();
-        let missing = kernel.missing(&crate::features::FIREWALL_NEEDS);
+        let mut needs = crate::features::FIREWALL_NEEDS.to_vec();
+        needs.extend(crate::features::CONNTRACK_NEEDS);
+        let missing = kernel.missing(&needs);
         if !missing.is_empty() {
             bail!(
-                "kernel {} lacks what xdp_firewall needs: {}",
+                "kernel {} lacks what xdp_firewall and tc_conntrack need: {}",
                 kernel.kernel,
                 missing.join(", ")
             );
