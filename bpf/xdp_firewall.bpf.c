@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * xdp_firewall: allowlist, CIDR-only rules (exact hash in front of an LPM trie per direction
- * and family) and the general-rule classifier, merged by rank; default policy otherwise.
- * Every map is generation-keyed so that a reload flips one word (fw_active_gen).
+ * xdp_firewall: IPS blacklist, allowlist, conntrack fast path, then CIDR-only rules (exact
+ * hash in front of an LPM trie per direction and family) and the general-rule classifier,
+ * merged by rank; default policy otherwise. Every ruleset map is generation-keyed so that a
+ * reload flips one word (fw_active_gen).
  */
 #include "lib/common.bpf.h"
 #include "lib/parse.bpf.h"
@@ -10,6 +11,7 @@
 #include "lib/chain.bpf.h"
 #include "lib/bench.bpf.h"
 #include "lib/conntrack.bpf.h"
+#include "lib/ips.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -158,6 +160,8 @@ enum xdp_stage _xdp_stage_btf;
 enum event_kind _event_kind_btf;
 enum event_action _event_action_btf;
 enum event_rule _event_rule_btf;
+enum ips_settings_flags _ips_settings_flags_btf;
+struct ips_settings _ips_settings_btf;
 struct packet_event _packet_event_btf;
 
 #define FW_NO_RANK 0x10000
@@ -459,6 +463,15 @@ static __always_inline int fw_decide(struct xdp_md *ctx, struct pkt *p)
 			return FW_ACTION_PASS;
 		}
 		fw_count(FW_STAT_DROP_MALFORMED);
+		return FW_ACTION_DROP;
+	}
+
+	if (ips_blocked(p)) {
+		if (monitor) {
+			fw_count(FW_STAT_PASS_MONITOR);
+			return FW_ACTION_PASS;
+		}
+		fw_count(FW_STAT_DROP_BLOCKED);
 		return FW_ACTION_DROP;
 	}
 

@@ -13,5 +13,6 @@
 #include "abi/conntrack.h"
 #include "abi/firewall.h"
 #include "abi/ratelimit.h"
+#include "abi/threatintel.h"
 
 #endif

@@ -6,6 +6,7 @@ pub mod control;
 pub mod daemon;
 pub mod events;
 pub mod features;
+pub mod feeds;
 pub mod links;
 pub mod loader;
 pub mod maps;

@@ -22,3 +22,7 @@ pub mod xdp_ratelimit {
 pub mod tc_conntrack {
     include!(concat!(env!("OUT_DIR"), "/tc_conntrack.skel.rs"));
 }
+
+pub mod tc_threatintel {
+    include!(concat!(env!("OUT_DIR"), "/tc_threatintel.skel.rs"));
+}

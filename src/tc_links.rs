@@ -249,13 +249,11 @@ fn clsact_prog_id(ifindex: i32, direction: Direction) -> Option<u32> {
     quietly(|| query_clsact(ifindex, direction))
 }
 
-fn query_clsact(ifindex: i32, direction: Direction) -> Option<u32> {
-    let mut opts = libbpf_sys::bpf_tc_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_tc_opts>() as _,
-        handle: CLSACT_HANDLE,
-        priority: CLSACT_PRIORITY,
-        ..Default::default()
-    };
+/// The netlink hook and filter of our clsact filter on one direction of an interface.
+fn clsact_filter(
+    ifindex: i32,
+    direction: Direction,
+) -> (libbpf_sys::bpf_tc_hook, libbpf_sys::bpf_tc_opts) {
     let hook = libbpf_sys::bpf_tc_hook {
         sz: std::mem::size_of::<libbpf_sys::bpf_tc_hook>() as _,
         ifindex,
@@ -265,6 +263,17 @@ fn query_clsact(ifindex: i32, direction: Direction) -> Option<u32> {
         },
         ..Default::default()
     };
+    let opts = libbpf_sys::bpf_tc_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_tc_opts>() as _,
+        handle: CLSACT_HANDLE,
+        priority: CLSACT_PRIORITY,
+        ..Default::default()
+    };
+    (hook, opts)
+}
+
+fn query_clsact(ifindex: i32, direction: Direction) -> Option<u32> {
+    let (hook, mut opts) = clsact_filter(ifindex, direction);
     // SAFETY: sized hook and opts; bpf_tc_query only fills opts.
     let rc = unsafe { libbpf_sys::bpf_tc_query(&hook, &mut opts) };
     (rc == 0 && opts.prog_id != 0).then_some(opts.prog_id)
@@ -276,21 +285,7 @@ fn detach_clsact(ifindex: i32, direction: Direction) -> Result<()> {
     if clsact_prog_id(ifindex, direction).is_none() {
         return Ok(());
     }
-    let opts = libbpf_sys::bpf_tc_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_tc_opts>() as _,
-        handle: CLSACT_HANDLE,
-        priority: CLSACT_PRIORITY,
-        ..Default::default()
-    };
-    let hook = libbpf_sys::bpf_tc_hook {
-        sz: std::mem::size_of::<libbpf_sys::bpf_tc_hook>() as _,
-        ifindex,
-        attach_point: match direction {
-            Direction::Ingress => libbpf_sys::BPF_TC_INGRESS,
-            Direction::Egress => libbpf_sys::BPF_TC_EGRESS,
-        },
-        ..Default::default()
-    };
+    let (hook, opts) = clsact_filter(ifindex, direction);
     // SAFETY: sized hook and opts naming our filter.
     let rc = unsafe { libbpf_sys::bpf_tc_detach(&hook, &opts) };
     if rc < 0 && rc != -libc::ENOENT {

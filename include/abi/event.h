@@ -13,6 +13,8 @@ enum event_kind {
 	EVENT_DDOS_ICMP = 5,
 	/* amplification guard: a reflector over its rate (rule_id: the port's index) */
 	EVENT_DDOS_AMP = 6,
+	/* tc_threatintel: an address of the packet is an IOC; rule_id is the feed's id */
+	EVENT_TI_MATCH = 7,
 };
 
 enum event_action {
@@ -20,6 +22,8 @@ enum event_action {
 	EVENT_ACTION_DROP = 1,
 	/* monitor mode: the verdict was drop, the packet passed */
 	EVENT_ACTION_WOULD_DROP = 2,
+	/* tagged with the quarantine VLAN and passed */
+	EVENT_ACTION_QUARANTINE = 3,
 };
 
 /*

@@ -35,6 +35,8 @@ enum fw_stat {
 	FW_STAT_DROP_RULE,
 	FW_STAT_DROP_DEFAULT,
 	FW_STAT_DROP_MALFORMED,
+	/* the source is on the IPS blacklist */
+	FW_STAT_DROP_BLOCKED,
 	FW_STAT_EVENTS_SENT,
 	/* the ring was 3/4 full or a reservation failed */
 	FW_STAT_EVENTS_DROPPED,

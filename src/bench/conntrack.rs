@@ -12,21 +12,13 @@ use serde::Serialize;
 
 use super::{
     firewall, general_rule_net, general_rules, print_targets, time_against_floor, udp_frame,
-    write_json, Target,
+    write_json, Row, Target,
 };
 use crate::config::ConntrackConfig;
 use crate::loader::{Dataplane, LoadOptions};
 use crate::maps::Generations;
 use crate::ruleset;
 use crate::skel::xdp_floor::XdpFloorSkelBuilder;
-
-#[derive(Debug, Serialize)]
-struct Row {
-    scenario: String,
-    ns_per_packet: f64,
-    floor_ns: f64,
-    ratio_to_floor: f64,
-}
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -67,12 +59,7 @@ pub fn run(repeat: u32, json: Option<&Path>) -> Result<()> {
             "{scenario:<64} {ns:>8.1} ns {:>6.2}x floor ({floor_ns:.1} ns)",
             ns / floor_ns
         );
-        rows.push(Row {
-            scenario: scenario.into(),
-            ns_per_packet: ns,
-            floor_ns,
-            ratio_to_floor: ns / floor_ns,
-        });
+        rows.push(Row::new(scenario.into(), "hot", ns, floor_ns));
         Ok(ns)
     };
 
@@ -149,12 +136,12 @@ pub fn run(repeat: u32, json: Option<&Path>) -> Result<()> {
         println!("tc ingress, established UDP reply, {label:<42} {best:>8.1} ns");
         tc_rows.push(best);
     }
-    rows.push(Row {
-        scenario: "tc_conntrack: established UDP reply (floor: TC entry, tracking off)".into(),
-        ns_per_packet: tc_rows[1],
-        floor_ns: tc_rows[0],
-        ratio_to_floor: tc_rows[1] / tc_rows[0],
-    });
+    rows.push(Row::new(
+        "tc_conntrack: established UDP reply (floor: TC entry, tracking off)".into(),
+        "hot",
+        tc_rows[1],
+        tc_rows[0],
+    ));
     println!(
         "tc_conntrack adds {:.1} ns per packet",
         tc_rows[1] - tc_rows[0]

@@ -12,21 +12,11 @@ use serde::Serialize;
 
 use super::{
     covered, fill_bench_addrs, firewall, general_rule_net, general_rules, print_targets,
-    random_cidrs, time_against_floor, udp_frame, write_json, Rng, Target,
+    random_cidrs, time_against_floor, udp_frame, write_json, Rng, Row, Target,
 };
 use crate::loader::{Dataplane, LoadOptions};
 use crate::ruleset;
 use crate::skel::xdp_floor::XdpFloorSkelBuilder;
-
-#[derive(Debug, Serialize)]
-struct Row {
-    scenario: String,
-    keys: &'static str,
-    ns_per_packet: f64,
-    /// the floor program timed in alternation with this figure
-    floor_ns: f64,
-    ratio_to_floor: f64,
-}
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -72,13 +62,7 @@ pub fn run(repeat: u32, max_cidrs: usize, json: Option<&Path>) -> Result<()> {
             "{scenario:<62} {keys:<7} {ns:>8.1} ns {:>6.2}x floor ({floor_ns:.1} ns)",
             ns / floor_ns
         );
-        rows.push(Row {
-            scenario,
-            keys,
-            ns_per_packet: ns,
-            floor_ns,
-            ratio_to_floor: ns / floor_ns,
-        });
+        rows.push(Row::new(scenario, keys, ns, floor_ns));
         Ok((ns, floor_ns))
     };
 

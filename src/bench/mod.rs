@@ -39,6 +39,30 @@ impl Target {
     }
 }
 
+/// One figure of a benchmark report.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub scenario: String,
+    /// hot: one packet; spread: addresses rewritten on every run
+    pub keys: &'static str,
+    pub ns_per_packet: f64,
+    /// the floor program timed in alternation with this figure
+    pub floor_ns: f64,
+    pub ratio_to_floor: f64,
+}
+
+impl Row {
+    pub fn new(scenario: String, keys: &'static str, ns: f64, floor_ns: f64) -> Row {
+        Row {
+            scenario,
+            keys,
+            ns_per_packet: ns,
+            floor_ns,
+            ratio_to_floor: ns / floor_ns,
+        }
+    }
+}
+
 pub fn print_targets(targets: &[Target]) {
     println!();
     for t in targets {

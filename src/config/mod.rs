@@ -84,6 +84,81 @@ pub struct Config {
     pub ratelimit: RateLimitConfig,
     pub ddos: DdosConfig,
     pub conntrack: ConntrackConfig,
+    pub threatintel: ThreatIntelConfig,
+    pub ips: IpsConfig,
+}
+
+/// `threatintel`: IOC feeds matched by tc_threatintel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreatIntelConfig {
+    /// `action`: what feeds that do not say get (default alert)
+    pub action: Option<crate::feeds::TiAction>,
+    /// `quarantine_vlan`: the 802.1Q VID quarantined packets are tagged with
+    pub quarantine_vlan: Option<u16>,
+    /// file order; a feed's index is its id in the kernel
+    pub feeds: Vec<FeedConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedSource {
+    Url(String),
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedFormat {
+    /// one IP or CIDR per line, `#` comments (FireHOL netsets, plain lists)
+    Netset,
+    /// `prefix ; SBL...` (Spamhaus DROP text)
+    Spamhaus,
+    /// a header line, then rows; `field` names the IOC column
+    Csv,
+    /// one JSON array of objects (or of strings); `field` names the IOC key
+    Json,
+    /// one JSON object per line; `field` names the IOC key
+    Ndjson,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedConfig {
+    pub id: String,
+    pub location: Location,
+    pub source: FeedSource,
+    pub format: FeedFormat,
+    /// CSV column / JSON key holding the IOC
+    pub field: Option<String>,
+    /// CSV column / JSON key holding a confidence (0..100), if the feed has one
+    pub confidence_field: Option<String>,
+    /// CSV column / JSON key holding a category, if the feed has one
+    pub category_field: Option<String>,
+    /// None: fetched once at start and on reload
+    pub refresh: Option<std::time::Duration>,
+    /// None: `threatintel.action`
+    pub action: Option<crate::feeds::TiAction>,
+    /// IOCs below this confidence are left out (feeds without confidences count as 100)
+    pub min_confidence: u8,
+}
+
+/// `ips`: the engine that blacklists sources after repeated detections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpsConfig {
+    /// detections of one source within `window` that get it blocked; None: no auto-blocking
+    pub threshold: Option<u32>,
+    pub window: std::time::Duration,
+    pub block_for: std::time::Duration,
+    /// never blocked, whatever they trigger
+    pub whitelist: Vec<IpNet>,
+}
+
+impl Default for IpsConfig {
+    fn default() -> Self {
+        IpsConfig {
+            threshold: None,
+            window: std::time::Duration::from_secs(60),
+            block_for: std::time::Duration::from_secs(3600),
+            whitelist: Vec::new(),
+        }
+    }
 }
 
 /// `conntrack`: the connection table tc_conntrack keeps on both TC hooks and xdp_firewall

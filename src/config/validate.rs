@@ -13,11 +13,12 @@ use super::netset::{parse_net, read_netset, NetList};
 use super::yaml::{self, duplicate, Node, Pos, Scalar, Value};
 use super::{
     Action, AddrMatch, Alias, AmpPort, Config, ConfigError, ConfigErrors, ConntrackConfig,
-    CtStates, DdosConfig, FirewallConfig, FirewallMode, IcmpGuard, Location, PortRange, Proto,
-    RateAction, RateKey, RateLimitConfig, RatePolicy, Rule, TcMode, TcpFlags, VlanMatch, XdpMode,
-    CT_CLASS_NAMES, DEFAULT_AMP_PORTS, DEFAULT_METRICS_LISTEN, DEFAULT_PIN_ROOT, DEFAULT_PRIORITY,
-    MAX_ALIAS_ENTRIES, MAX_ALLOWLIST_ENTRIES, MAX_AMP_PORTS, MAX_CT_DURATION, MAX_CT_TABLE_SIZE,
-    MAX_PRIORITY, MAX_RATE_POLICIES, MAX_RATE_PPS, MAX_RULES, MIN_CT_DURATION, MIN_CT_TABLE_SIZE,
+    CtStates, DdosConfig, FirewallConfig, FirewallMode, IcmpGuard, IpsConfig, Location, PortRange,
+    Proto, RateAction, RateKey, RateLimitConfig, RatePolicy, Rule, TcMode, TcpFlags,
+    ThreatIntelConfig, VlanMatch, XdpMode, CT_CLASS_NAMES, DEFAULT_AMP_PORTS,
+    DEFAULT_METRICS_LISTEN, DEFAULT_PIN_ROOT, DEFAULT_PRIORITY, MAX_ALIAS_ENTRIES,
+    MAX_ALLOWLIST_ENTRIES, MAX_AMP_PORTS, MAX_CT_DURATION, MAX_CT_TABLE_SIZE, MAX_PRIORITY,
+    MAX_RATE_POLICIES, MAX_RATE_PPS, MAX_RULES, MIN_CT_DURATION, MIN_CT_TABLE_SIZE,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -481,6 +482,9 @@ impl Checker<'_> {
                 .map(|n| self.ddos(n))
                 .unwrap_or_default(),
             conntrack: ConntrackConfig::default(),
+            // TODO(threatintel): parse the `threatintel` and `ips` sections
+            threatintel: ThreatIntelConfig::default(),
+            ips: IpsConfig::default(),
         };
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);
