@@ -12,17 +12,30 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define TI_BLOOM(name)                                 \
-	struct {                                       \
-		__uint(type, BPF_MAP_TYPE_BLOOM_FILTER); \
-		__uint(max_entries, TI_MAX_BLOOM);     \
-		__uint(map_extra, TI_BLOOM_HASHES);    \
-		__type(value, struct ti_bloom_key);    \
-	} name SEC(".maps")
+/*
+ * A Bloom filter cannot delete, and userspace cannot empty one: a feed refresh fills a fresh
+ * filter map and swaps it into the inactive slot of ti_blooms, then flips ti_active_gen. The
+ * two named filters are the ones the object starts with.
+ */
+struct ti_bloom_map {
+	__uint(type, BPF_MAP_TYPE_BLOOM_FILTER);
+	__uint(max_entries, TI_MAX_BLOOM);
+	__uint(map_extra, TI_BLOOM_HASHES);
+	__type(value, struct ti_bloom_key);
+};
 
-/* one filter per generation: a filter cannot delete, a refresh rebuilds the inactive one */
-TI_BLOOM(ti_bloom_0);
-TI_BLOOM(ti_bloom_1);
+struct ti_bloom_map ti_bloom_0 SEC(".maps");
+struct ti_bloom_map ti_bloom_1 SEC(".maps");
+
+/* generation -> its Bloom filter */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, ES_GENERATIONS);
+	__type(key, __u32);
+	__array(values, struct ti_bloom_map);
+} ti_blooms SEC(".maps") = {
+	.values = { &ti_bloom_0, &ti_bloom_1 },
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -95,19 +108,16 @@ static __always_inline void ti_count(__u32 stat)
 		*c += 1;
 }
 
-static __always_inline bool ti_bloom_has(__u32 gen, const struct ti_bloom_key *k)
+static __always_inline bool ti_bloom_has(void *bloom, const struct ti_bloom_key *k)
 {
-	/* one call per map: the verifier wants a known map at each helper call */
-	if (gen)
-		return bpf_map_peek_elem(&ti_bloom_1, (void *)k) == 0;
-	return bpf_map_peek_elem(&ti_bloom_0, (void *)k) == 0;
+	return bpf_map_peek_elem(bloom, (void *)k) == 0;
 }
 
 /*
  * The IOC an address is, or NULL. `positive` counts the probes the filter answered yes to,
  * so that the caller can tell a clean packet from a false positive.
  */
-static __always_inline const struct ti_ioc *ti_match(const __u8 *addr, __u8 family, __u32 gen,
+static __always_inline const struct ti_ioc *ti_match(const __u8 *addr, __u8 family, void *bloom,
 						     __u32 flags, __u32 *positive)
 {
 	struct ti_bloom_key k = { .kind = TI_BLOOM_EXACT };
@@ -120,7 +130,7 @@ static __always_inline const struct ti_ioc *ti_match(const __u8 *addr, __u8 fami
 		k.addr[10] = 0xff;
 		k.addr[11] = 0xff;
 		__builtin_memcpy(&k.addr[12], addr, 4);
-		if (ti_bloom_has(gen, &k)) {
+		if (ti_bloom_has(bloom, &k)) {
 			*positive += 1;
 			__builtin_memcpy(e.addr, addr, 4);
 			ioc = bpf_map_lookup_elem(&ti_ioc_v4, &e);
@@ -134,7 +144,7 @@ static __always_inline const struct ti_ioc *ti_match(const __u8 *addr, __u8 fami
 			k.kind = TI_BLOOM_BUCKET;
 			k.addr[14] = 0;
 			k.addr[15] = 0;
-			if (!ti_bloom_has(gen, &k))
+			if (!ti_bloom_has(bloom, &k))
 				return NULL;
 			*positive += 1;
 		}
@@ -146,7 +156,7 @@ static __always_inline const struct ti_ioc *ti_match(const __u8 *addr, __u8 fami
 	struct ti_v6_key e6;
 
 	__builtin_memcpy(k.addr, addr, 16);
-	if (ti_bloom_has(gen, &k)) {
+	if (ti_bloom_has(bloom, &k)) {
 		*positive += 1;
 		__builtin_memcpy(e6.addr, addr, 16);
 		ioc = bpf_map_lookup_elem(&ti_ioc_v6, &e6);
@@ -159,7 +169,7 @@ static __always_inline const struct ti_ioc *ti_match(const __u8 *addr, __u8 fami
 		_Static_assert(TI_BUCKET_BITS_V6 == 32, "bucket mask");
 		k.kind = TI_BLOOM_BUCKET;
 		__builtin_memset(&k.addr[4], 0, 12);
-		if (!ti_bloom_has(gen, &k))
+		if (!ti_bloom_has(bloom, &k))
 			return NULL;
 		*positive += 1;
 	}
@@ -174,6 +184,7 @@ static __always_inline int ti_stage(struct __sk_buff *skb)
 	const struct ti_ioc *ioc;
 	__u32 zero = 0, gen, positive = 0;
 	__u32 *genp;
+	void *bloom;
 	bool ingress;
 	__u8 action;
 
@@ -188,10 +199,13 @@ static __always_inline int ti_stage(struct __sk_buff *skb)
 	if (!s || !(s->flags & TI_SET_ENABLED) || h->p.parse_result != PARSE_OK)
 		return tc_chain_next(skb, ingress, TC_STAGE_THREATINTEL);
 
+	bloom = bpf_map_lookup_elem(&ti_blooms, &gen);
+	if (!bloom)
+		return tc_chain_next(skb, ingress, TC_STAGE_THREATINTEL);
 	ti_count(TI_STAT_SEEN);
-	ioc = ti_match(h->p.saddr, h->p.family, gen, s->flags, &positive);
+	ioc = ti_match(h->p.saddr, h->p.family, bloom, s->flags, &positive);
 	if (!ioc)
-		ioc = ti_match(h->p.daddr, h->p.family, gen, s->flags, &positive);
+		ioc = ti_match(h->p.daddr, h->p.family, bloom, s->flags, &positive);
 	if (!ioc) {
 		ti_count(positive ? TI_STAT_BLOOM_FALSE_POSITIVE : TI_STAT_BLOOM_NEGATIVE);
 		return tc_chain_next(skb, ingress, TC_STAGE_THREATINTEL);

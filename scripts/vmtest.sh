@@ -385,7 +385,7 @@ workdir=$(pwd -P)
 [[ $workdir != / ]] || die "run it from a directory other than /"
 
 run=$(mktemp -d "${TMPDIR:-/tmp}/vmtest.XXXXXX")
-qpid= opid= epid=
+qpid= spid= opid= epid=
 cleanup() {
 	local rc=$?
 	set +e
@@ -394,6 +394,7 @@ cleanup() {
 		kill -TERM "$qpid" 2>/dev/null
 		wait "$qpid" 2>/dev/null
 	fi
+	[[ -n $spid ]] && kill "$spid" 2>/dev/null
 	[[ -n $opid ]] && kill "$opid" 2>/dev/null
 	[[ -n $epid ]] && kill "$epid" 2>/dev/null
 	rm -rf "$run"
@@ -467,10 +468,83 @@ fi
 qemu+=(-device "$dev,fsdev=hostroot,mount_tag=hostroot" -device "$dev,fsdev=vmjob,mount_tag=vmjob"
 	-device "$dev,fsdev=work,mount_tag=work" -append "$append ${VMTEST_APPEND:-}")
 
+# On a timeout: where each vCPU is, from the qemu monitor (a hung guest is otherwise silent:
+# with no timer interrupts even the lockup detectors never fire). Three samples per vCPU.
+stuck_rips=
+sample_rips() {
+	command -v python3 >/dev/null || return 0
+	stuck_rips=$(python3 - "$run/monitor.sock" <<-'EOF' 2>/dev/null | sed -n 's/^RIP=\([0-9a-f]*\).*/\1/p'
+		import socket, sys, time
+		s = socket.socket(socket.AF_UNIX)
+		s.connect(sys.argv[1])
+		s.settimeout(0.5)
+		def drain():
+		    out = b""
+		    try:
+		        while True:
+		            d = s.recv(65536)
+		            if not d:
+		                break
+		            out += d
+		    except socket.timeout:
+		        pass
+		    return out.decode(errors="replace")
+		drain()
+		for _ in range(3):
+		    s.sendall(b"info registers -a\n")
+		    time.sleep(0.3)
+		    print(drain())
+	EOF
+	) || true
+}
+# Names the sampled RIPs. Debian's System.map is a placeholder and vmlinux has no symbols, but
+# the PVH boot skips KASLR: the text symbols of /proc/kallsyms, taken once from a fresh boot of
+# the same kernel, are right for every boot.
+report_rips() {
+	[[ -n $stuck_rips ]] || return 0
+	local syms=$kdir/kallsyms rip line karg=$kernel_arg
+	[[ -f $karg ]] && karg=$(realpath "$karg")
+	if [[ ! -s $syms ]]; then
+		echo "vmtest: booting $kver once more to read its kallsyms (kept in $kdir)" >&2
+		(cd "$kdir" && "$SELF_DIR/vmtest.sh" -q -t 120 "$karg" -- \
+			sh -c 'awk '\''NF == 3 && ($2 == "t" || $2 == "T")'\'' /proc/kallsyms >kallsyms.tmp && mv kallsyms.tmp kallsyms') >/dev/null 2>&1 || true
+	fi
+	echo "vmtest: where the guest's vCPUs were at the timeout (3 samples each):" >&2
+	local i=0 where
+	for rip in $stuck_rips; do
+		where=
+		if [[ $rip < 8 ]]; then
+			where="(user space)"
+		elif [[ -s $syms ]]; then
+			line=$({ cat "$syms"; echo "$rip ~ <rip>"; } | LC_ALL=C sort | grep -B1 ' ~ <rip>$' | head -1)
+			[[ $line == *'<rip>' ]] || where="${line##* }+$((16#$rip - 16#${line%% *}))"
+		fi
+		echo "vmtest:   vCPU $((i % cpus)) RIP $rip $where" >&2
+		i=$((i + 1))
+	done
+}
+
 $quiet || echo "vmtest: booting $package $version ($kver) on $machine, timeout ${timeout_s}s" >&2
-# timeout(1) runs qemu in a process group of its own; our INT/TERM traps end it through cleanup
-timeout -k 5 "$timeout_s" "${qemu[@]}" </dev/null >"$run/qemu.log" 2>&1 &
+# qemu and a sleep for the timeout, whichever ends first: on a timeout the vCPUs are sampled
+# before qemu is ended. Our INT/TERM traps (an outer timeout(1), ^C) end qemu through cleanup.
+"${qemu[@]}" </dev/null >"$run/qemu.log" 2>&1 &
 qpid=$!
+sleep "$timeout_s" &
+spid=$!
+timed_out=false
+wait -n "$qpid" "$spid" || true
+if kill -0 "$qpid" 2>/dev/null; then
+	timed_out=true
+	sample_rips
+	kill -TERM "$qpid" 2>/dev/null || true
+	for _ in 1 2 3 4 5 6 7 8 9 10; do
+		kill -0 "$qpid" 2>/dev/null || break
+		sleep 0.5
+	done
+	kill -KILL "$qpid" 2>/dev/null || true
+fi
+kill "$spid" 2>/dev/null || true
+spid=
 qrc=0
 wait "$qpid" || qrc=$?
 qpid=
@@ -482,7 +556,8 @@ if $verbose; then
 	cat "$run/console.log" >&2 || true
 	echo "----" >&2
 fi
-if ((qrc == 124 || qrc == 137)); then
+if $timed_out; then
+	report_rips
 	echo "vmtest: timed out after ${timeout_s}s ($kver); last console lines:" >&2
 	tail -n 20 "$run/console.log" >&2 || true
 	exit 124

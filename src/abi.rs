@@ -7,6 +7,10 @@ pub use crate::skel::tc_conntrack::types::{
     ct_dir, ct_entry, ct_entry_flags, ct_key, ct_settings, ct_side, ct_stat, ct_state,
 };
 pub use crate::skel::tc_conntrack::types::{ct_limits, tc_stage};
+pub use crate::skel::tc_threatintel::types::{
+    ti_action, ti_bloom_key, ti_bloom_kind, ti_ioc, ti_limits, ti_lpm_v4_key, ti_lpm_v6_key,
+    ti_settings, ti_settings_flags, ti_stat, ti_v4_key, ti_v6_key,
+};
 pub use crate::skel::xdp_ratelimit::types::{
     rl_action, rl_amp_key, rl_amp_port, rl_bucket, rl_guard_key, rl_guards, rl_key, rl_key_mode,
     rl_limits, rl_match, rl_policy, rl_stat,
@@ -17,6 +21,7 @@ pub use types::{
     fw_exact_v6_key, fw_family, fw_family_flags, fw_lpm_v4_key, fw_lpm_v6_key, fw_rule_flags,
     fw_rule_ref, fw_settings, fw_settings_flags, fw_stat, packet_event, xdp_stage,
 };
+pub use types::{ips_block, ips_settings, ips_settings_flags};
 
 macro_rules! plain {
     ($($t:ty),*) => {
@@ -44,6 +49,8 @@ plain!(
     fw_lpm_v6_key,
     fw_rule_ref,
     fw_settings,
+    ips_block,
+    ips_settings,
     packet_event,
     rl_amp_key,
     rl_amp_port,
@@ -51,7 +58,14 @@ plain!(
     rl_guards,
     rl_key,
     rl_match,
-    rl_policy
+    rl_policy,
+    ti_bloom_key,
+    ti_ioc,
+    ti_lpm_v4_key,
+    ti_lpm_v6_key,
+    ti_settings,
+    ti_v4_key,
+    ti_v6_key
 );
 
 pub const GENERATIONS: u32 = es_limits::ES_GENERATIONS.0;
@@ -86,6 +100,18 @@ pub const CT_STAT_COUNT: usize = ct_stat::CT_STAT_COUNT.0 as usize;
 /// Values of `enum ct_state`: one timeout each.
 pub const CT_STATE_COUNT: usize = ct_state::CT_STATE_COUNT.0 as usize;
 
+/// Slots of the per-CPU ti_stats array.
+pub const TI_STAT_COUNT: usize = ti_stat::TI_STAT_COUNT.0 as usize;
+
+const _: () = assert!(std::mem::size_of::<ti_bloom_key>() == 20);
+const _: () = assert!(std::mem::size_of::<ti_ioc>() == 8);
+const _: () = assert!(std::mem::size_of::<ti_v4_key>() == 4);
+const _: () = assert!(std::mem::size_of::<ti_v6_key>() == 16);
+const _: () = assert!(std::mem::size_of::<ti_lpm_v4_key>() == 8);
+const _: () = assert!(std::mem::size_of::<ti_lpm_v6_key>() == 20);
+const _: () = assert!(std::mem::size_of::<ti_settings>() == 8);
+const _: () = assert!(std::mem::size_of::<ips_block>() == 16);
+const _: () = assert!(std::mem::size_of::<ips_settings>() == 8);
 const _: () = assert!(std::mem::size_of::<ct_key>() == 40);
 const _: () = assert!(std::mem::size_of::<ct_side>() == 32);
 const _: () = assert!(std::mem::size_of::<ct_entry>() == 96);

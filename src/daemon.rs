@@ -24,6 +24,7 @@ use crate::abi::xdp_stage;
 use crate::config::{self, Config};
 use crate::control;
 use crate::events::{self, Clock};
+use crate::intel;
 use crate::loader::{self, Dataplane, LoadOptions};
 use crate::maps::conntrack::{ConntrackMaps, SweepReport};
 use crate::maps::firewall::FirewallMaps;
@@ -101,6 +102,8 @@ pub(crate) struct Names {
     pub ratelimit: [Vec<String>; 2],
     /// (rule_id rank, name) of the DDoS guards
     pub guards: [Vec<(u16, String)>; 2],
+    /// threat-intel feed ids by index (the kernel's feed_id)
+    pub feeds: Vec<String>,
 }
 
 pub(crate) type RuleNames = Arc<RwLock<Names>>;
@@ -180,10 +183,60 @@ impl EventSink {
 }
 
 /// The one consumer of the shared ring buffer: a thread blocked in epoll (RingBuffer::poll).
+/// Where decoded events go besides the sink: the threat-intel metadata of what matched, and
+/// the IPS engine's detections.
+#[derive(Clone)]
+pub(crate) struct EventTaps {
+    pub intel: Arc<intel::Shared>,
+    pub detections: std::sync::mpsc::Sender<intel::Msg>,
+}
+
+impl EventTaps {
+    fn tap(&self, ev: &mut events::EveEvent) {
+        match (ev.event_type, ev.action) {
+            ("threatintel", _) => {
+                let (side, addr, ioc) = match self.intel.ioc_of(ev.src_ip) {
+                    Some(ioc) => ("src", ev.src_ip, ioc),
+                    None => match self.intel.ioc_of(ev.dest_ip) {
+                        Some(ioc) => ("dest", ev.dest_ip, ioc),
+                        None => return,
+                    },
+                };
+                let feed = ev.rule_id.clone().unwrap_or_default();
+                let iocs = self.intel.iocs.read().unwrap_or_else(|p| p.into_inner()).clone();
+                ev.threatintel = Some(events::TiMatch {
+                    ioc: ioc.net.to_string(),
+                    side,
+                    feed: feed.clone(),
+                    confidence: ioc.confidence,
+                    category: (ioc.category != 0)
+                        .then(|| iocs.category_name(ioc.category).to_string()),
+                });
+                // the listed address is the offender, whichever side it is on
+                let _ = self.detections.send(intel::Msg::Detection {
+                    src: addr,
+                    reason: crate::ips::Reasons::feed_reason(&feed),
+                });
+            }
+            ("firewall", "drop") => {
+                let _ = self.detections.send(intel::Msg::Detection {
+                    src: ev.src_ip,
+                    reason: format!(
+                        "firewall rule {}",
+                        ev.rule_id.as_deref().unwrap_or(ev.reason)
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
 pub(crate) fn spawn_event_reader(
     events_map: MapHandle,
     sink: Arc<EventSink>,
     names: RuleNames,
+    taps: Option<EventTaps>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>> {
     let clock = Clock::now();
@@ -200,9 +253,16 @@ pub(crate) fn spawn_event_reader(
                     .iter()
                     .find(|(rank, _)| *rank == index)
                     .map(|(_, n)| n.clone()),
+                events::RuleSpace::Feed => names.feeds.get(usize::from(index)).cloned(),
             }
         };
-        match events::decode(data, &clock, named).and_then(|ev| serde_json::to_string(&ev).ok()) {
+        let decoded = events::decode(data, &clock, named).map(|mut ev| {
+            if let Some(taps) = &taps {
+                taps.tap(&mut ev);
+            }
+            ev
+        });
+        match decoded.and_then(|ev| serde_json::to_string(&ev).ok()) {
             Some(line) => sink.emit(line),
             None => {
                 sink.dropped.fetch_add(1, Ordering::Relaxed);
@@ -271,12 +331,20 @@ fn spawn_sweeper(
         })?)
 }
 
+/// Whether any TC stage is on: the entry programs hang on the interfaces only then.
+fn tc_wanted(cfg: &Config) -> bool {
+    cfg.conntrack.enabled || intel::enabled(&cfg.threatintel)
+}
+
 struct Daemon {
     opts: Options,
     cfg: Config,
     dp: Dataplane,
     ct: ConntrackMaps,
     sweeper: Arc<Sweeper>,
+    intel: Arc<intel::Shared>,
+    /// the intel worker's inbox, once it runs
+    intel_tx: Option<std::sync::mpsc::Sender<intel::Msg>>,
     fw: Staged<FirewallMaps>,
     rl: Staged<RateLimitMaps>,
     /// the firewall's active generation (what status and metrics report)
@@ -309,6 +377,8 @@ impl Daemon {
             cfg,
             ct,
             sweeper: Arc::default(),
+            intel: Arc::default(),
+            intel_tx: None,
             dp,
             fw,
             rl: rl_stage,
@@ -319,8 +389,8 @@ impl Daemon {
             reloads_failed: 0,
         };
         // Tracking runs before the ruleset that may match its states is activated.
-        let ct_cfg = d.cfg.conntrack.clone();
-        d.apply_conntrack(&ct_cfg, &[])?;
+        let cfg = d.cfg.clone();
+        d.apply_tc(&cfg, &[])?;
         // What an earlier daemon left in the inactive generation is unknown: clear it whole.
         let adopted = d.dp.adopted;
         d.activate(rs, rl, !adopted)?;
@@ -330,7 +400,7 @@ impl Daemon {
         }
         // TC entry programs an earlier daemon left on interfaces this config no longer names
         // (or with tracking now off).
-        let tc_wanted: &[String] = if d.cfg.conntrack.enabled {
+        let tc_wanted: &[String] = if tc_wanted(&d.cfg) {
             &wanted
         } else {
             &[]
@@ -348,18 +418,23 @@ impl Daemon {
         Ok(d)
     }
 
-    /// Writes the conntrack settings, fills or empties its slot of the TC chains, and hangs
-    /// the TC entry programs on every interface while tracking is on (`previous`: the
-    /// interfaces they hang on now).
-    fn apply_conntrack(
-        &mut self,
-        cfg: &config::ConntrackConfig,
-        previous: &[String],
-    ) -> Result<()> {
+    /// Writes the conntrack settings, fills or empties the TC stages' slots, and hangs the TC
+    /// entry programs on every interface while a TC stage is on (`previous`: the interfaces
+    /// they hang on now). Threat intel's IOCs and settings are the intel worker's.
+    fn apply_tc(&mut self, full: &Config, previous: &[String]) -> Result<()> {
+        let cfg = &full.conntrack;
         self.ct.apply(cfg)?;
         self.dp
             .set_tc_stage(crate::abi::tc_stage::TC_STAGE_CONNTRACK, cfg.enabled)?;
-        let wanted: Vec<String> = if cfg.enabled {
+        self.dp.set_tc_stage(
+            crate::abi::tc_stage::TC_STAGE_THREATINTEL,
+            intel::enabled(&full.threatintel),
+        )?;
+        self.names
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .feeds = full.threatintel.feeds.iter().map(|f| f.id.clone()).collect();
+        let wanted: Vec<String> = if tc_wanted(full) {
             self.cfg.interfaces.clone()
         } else {
             Vec::new()
@@ -493,7 +568,7 @@ impl Daemon {
                 self.dp.attach_xdp(ifname, cfg.xdp_mode)?;
             }
         }
-        let tracked: Vec<String> = if self.cfg.conntrack.enabled {
+        let tracked: Vec<String> = if tc_wanted(&self.cfg) {
             self.cfg.interfaces.clone()
         } else {
             Vec::new()
@@ -502,11 +577,17 @@ impl Daemon {
         // States matched by the new ruleset are tracked before it is active; a ruleset that
         // stops matching them is active before tracking goes.
         if cfg.conntrack.enabled {
-            self.apply_conntrack(&cfg.conntrack, &tracked)?;
+            self.apply_tc(&cfg, &tracked)?;
             self.activate(rs, rl, true)?;
         } else {
             self.activate(rs, rl, true)?;
-            self.apply_conntrack(&cfg.conntrack, &tracked)?;
+            self.apply_tc(&cfg, &tracked)?;
+        }
+        if let Some(tx) = &self.intel_tx {
+            let _ = tx.send(intel::Msg::Reconfigure(
+                cfg.threatintel.clone(),
+                cfg.ips.clone(),
+            ));
         }
         for ifname in &old_interfaces {
             if !cfg.interfaces.contains(ifname) {
@@ -761,7 +842,25 @@ async fn serve(opts: Options) -> Result<()> {
     let sink = Arc::new(EventSink::new(d.cfg.events_path.clone())?);
     let stop = Arc::new(AtomicBool::new(false));
     let events_map = MapHandle::try_from(&d.dp.firewall.maps.events)?;
-    let reader = spawn_event_reader(events_map, sink.clone(), d.names.clone(), stop.clone())?;
+    let worker = intel::spawn(
+        d.cfg.pin_root.clone(),
+        d.cfg.threatintel.clone(),
+        d.cfg.ips.clone(),
+        d.intel.clone(),
+        stop.clone(),
+    )?;
+    d.intel_tx = Some(worker.tx.clone());
+    let taps = EventTaps {
+        intel: d.intel.clone(),
+        detections: worker.tx.clone(),
+    };
+    let reader = spawn_event_reader(
+        events_map,
+        sink.clone(),
+        d.names.clone(),
+        Some(taps),
+        stop.clone(),
+    )?;
     let sweeper = spawn_sweeper(d.cfg.pin_root.clone(), d.sweeper.clone(), stop.clone())?;
     let exporter = match d.cfg.metrics_listen {
         Some(addr) => Some(Exporter::install(addr)?),
@@ -833,6 +932,8 @@ async fn serve(opts: Options) -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     let _ = reader.join();
     let _ = sweeper.join();
+    d.intel_tx = None;
+    worker.join();
     let _ = std::fs::remove_file(control::socket_path(&d.cfg.pin_root));
     if transient {
         eprintln!("ebpfsentinel: stopping: detaching and unpinning (transient run)");

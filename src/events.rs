@@ -135,6 +135,22 @@ pub struct EveEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
     pub cpu: u8,
+    /// threat-intel events: the indicator that matched (the daemon fills it from its IOC set)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threatintel: Option<TiMatch>,
+}
+
+/// What a threat-intel event matched.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TiMatch {
+    /// the listed network (a host address for exact indicators)
+    pub ioc: String,
+    /// which address of the packet it is: "src" or "dest"
+    pub side: &'static str,
+    pub feed: String,
+    pub confidence: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 /// Which list an event's rule_id indexes.
@@ -146,6 +162,8 @@ pub enum RuleSpace {
     RateLimit,
     /// the DDoS guards' bucket keys
     Guard,
+    /// threat-intel feeds by id
+    Feed,
 }
 
 /// `rule_name` resolves the kernel's (space, generation, index) to the operator's id.
@@ -164,12 +182,14 @@ pub fn decode(
         event_kind::EVENT_RL_OVER_RATE => ("ratelimit", RuleSpace::RateLimit, "over_rate"),
         event_kind::EVENT_DDOS_ICMP => ("ddos", RuleSpace::Guard, "icmp_flood"),
         event_kind::EVENT_DDOS_AMP => ("ddos", RuleSpace::Guard, "amplification"),
+        event_kind::EVENT_TI_MATCH => ("threatintel", RuleSpace::Feed, "ioc"),
         _ => ("unknown", RuleSpace::Firewall, "unknown"),
     };
     let action = match event_action(u32::from(ev.action)) {
         event_action::EVENT_ACTION_PASS => "pass",
         event_action::EVENT_ACTION_DROP => "drop",
         event_action::EVENT_ACTION_WOULD_DROP => "would_drop",
+        event_action::EVENT_ACTION_QUARANTINE => "quarantine",
         _ => "unknown",
     };
     Some(EveEvent {
@@ -189,6 +209,7 @@ pub fn decode(
         in_iface: cached_ifname(ev.ifindex),
         vlan: (ev.vlan_id != 0).then_some(ev.vlan_id),
         cpu: ev.cpu,
+        threatintel: None,
     })
 }
 

@@ -7,6 +7,8 @@ pub mod daemon;
 pub mod events;
 pub mod features;
 pub mod feeds;
+pub mod intel;
+pub mod ips;
 pub mod links;
 pub mod loader;
 pub mod maps;

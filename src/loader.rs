@@ -14,7 +14,10 @@ use crate::links::{self, Attached, XdpAttachment};
 use crate::maps::conntrack::{ConntrackMaps, CT_MAP_NAMES};
 use crate::maps::firewall::{FirewallMaps, MAP_NAMES};
 use crate::maps::ratelimit::{RateLimitMaps, RL_MAP_NAMES};
+use crate::maps::blacklist::{BlacklistMaps, BLACKLIST_MAP_NAMES};
+use crate::maps::threatintel::{ThreatIntelMaps, TI_MAP_NAMES};
 use crate::skel::tc_conntrack::{TcConntrackSkel, TcConntrackSkelBuilder};
+use crate::skel::tc_threatintel::{TcThreatintelSkel, TcThreatintelSkelBuilder};
 use crate::skel::xdp_firewall::{XdpFirewallSkel, XdpFirewallSkelBuilder};
 use crate::skel::xdp_ratelimit::{XdpRatelimitSkel, XdpRatelimitSkelBuilder};
 use crate::tc_links::{self, Direction, TcAttached, TcAttachment};
@@ -40,6 +43,7 @@ pub struct Dataplane {
     pub firewall: XdpFirewallSkel<'static>,
     pub ratelimit: XdpRatelimitSkel<'static>,
     pub conntrack: TcConntrackSkel<'static>,
+    pub threatintel: TcThreatintelSkel<'static>,
     pin_root: Option<PathBuf>,
     /// the maps were taken over from pins an earlier daemon left
     pub adopted: bool,
@@ -189,6 +193,7 @@ impl Dataplane {
         if let Some(root) = &opts.pin_root {
             adopted |= adopt_pins(open.open_object_mut(), root, &MAP_NAMES)?;
             adopted |= adopt_pins(open.open_object_mut(), root, &CT_MAP_NAMES)?;
+            adopted |= adopt_pins(open.open_object_mut(), root, &BLACKLIST_MAP_NAMES)?;
         }
         match opts.bench_addrs {
             Some(n) => open
@@ -250,23 +255,59 @@ impl Dataplane {
         }
         let mut conntrack = open_ct.load().map_err(load_error("tc_conntrack"))?;
 
+        // Threat intel is a TC stage: the TC chains and scratch of tc_conntrack, the ring of
+        // the firewall.
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open_ti = TcThreatintelSkelBuilder::default()
+            .open(storage)
+            .context("opening the tc_threatintel object")?;
+        open_ti.maps.events.reuse_fd(firewall.maps.events.as_fd())?;
+        open_ti.maps.xdp_chain.reuse_fd(firewall.maps.xdp_chain.as_fd())?;
+        open_ti
+            .maps
+            .xdp_scratch
+            .reuse_fd(firewall.maps.xdp_scratch.as_fd())?;
+        open_ti
+            .maps
+            .tc_chain_ingress
+            .reuse_fd(conntrack.maps.tc_chain_ingress.as_fd())?;
+        open_ti
+            .maps
+            .tc_chain_egress
+            .reuse_fd(conntrack.maps.tc_chain_egress.as_fd())?;
+        open_ti
+            .maps
+            .tc_scratch
+            .reuse_fd(conntrack.maps.tc_scratch.as_fd())?;
+        if let Some(root) = &opts.pin_root {
+            adopted |= adopt_pins(open_ti.open_object_mut(), root, &TI_MAP_NAMES)?;
+        }
+        let mut threatintel = open_ti.load().map_err(load_error("tc_threatintel"))?;
+
         if let Some(root) = &opts.pin_root {
             pin_maps(firewall.object_mut(), root, &MAP_NAMES)?;
             pin_maps(firewall.object_mut(), root, &CT_MAP_NAMES)?;
             pin_maps(ratelimit.object_mut(), root, &RL_MAP_NAMES)?;
             pin_maps(conntrack.object_mut(), root, &TC_MAP_NAMES)?;
+            pin_maps(firewall.object_mut(), root, &BLACKLIST_MAP_NAMES)?;
+            pin_maps(threatintel.object_mut(), root, &TI_MAP_NAMES)?;
         }
         let dataplane = Dataplane {
             firewall,
             ratelimit,
             conntrack,
+            threatintel,
             pin_root: opts.pin_root.clone(),
             adopted,
             ct_table_note,
             attachments: Vec::new(),
             tc_attachments: Vec::new(),
         };
+        // Each stage is a no-op until its settings enable it; the daemon empties the slots of
+        // disabled stages.
         dataplane.set_tc_stage(crate::abi::tc_stage::TC_STAGE_CONNTRACK, true)?;
+        dataplane.set_tc_stage(crate::abi::tc_stage::TC_STAGE_THREATINTEL, true)?;
         Ok(dataplane)
     }
 
@@ -276,6 +317,9 @@ impl Dataplane {
         let slot = stage.0.to_ne_bytes();
         let prog = match stage {
             crate::abi::tc_stage::TC_STAGE_CONNTRACK => &self.conntrack.progs.tc_conntrack,
+            crate::abi::tc_stage::TC_STAGE_THREATINTEL => {
+                &self.threatintel.progs.tc_threatintel
+            }
             other => bail!("no program for TC stage {}", other.0),
         };
         let fd = (prog.as_fd().as_raw_fd() as u32).to_ne_bytes();
@@ -296,6 +340,14 @@ impl Dataplane {
 
     pub fn conntrack_maps(&self) -> Result<ConntrackMaps> {
         ConntrackMaps::from_object(self.firewall.object())
+    }
+
+    pub fn threatintel_maps(&self) -> Result<ThreatIntelMaps> {
+        ThreatIntelMaps::from_object(self.threatintel.object())
+    }
+
+    pub fn blacklist_maps(&self) -> Result<BlacklistMaps> {
+        BlacklistMaps::from_object(self.firewall.object())
     }
 
     pub fn tc_attachments(&self) -> impl Iterator<Item = &TcAttachment> {
@@ -430,6 +482,8 @@ pub fn remove_pins(root: &Path) -> Vec<String> {
         .chain(&RL_MAP_NAMES)
         .chain(&CT_MAP_NAMES)
         .chain(&TC_MAP_NAMES)
+        .chain(&BLACKLIST_MAP_NAMES)
+        .chain(&TI_MAP_NAMES)
     {
         let path = root.join(name);
         if path.exists() {

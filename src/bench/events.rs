@@ -71,6 +71,7 @@ fn start_reader(
         MapHandle::try_from(&dp.firewall.maps.events)?,
         sink.clone(),
         Arc::new(RwLock::new(names)),
+        None,
         stop.clone(),
     )?;
     Ok((sink, stop, reader))

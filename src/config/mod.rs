@@ -88,6 +88,15 @@ pub struct Config {
     pub ips: IpsConfig,
 }
 
+pub const MAX_FEEDS: usize = 256;
+/// Feed servers throttle or ban clients that poll more often; Spamhaus and abuse.ch ask for
+/// far less.
+pub const MIN_URL_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+pub const MAX_IPS_THRESHOLD: u32 = 1_000_000;
+/// Bounds of the `threatintel` and `ips` durations; the same as conntrack's.
+pub const MIN_DURATION: std::time::Duration = MIN_CT_DURATION;
+pub const MAX_DURATION: std::time::Duration = MAX_CT_DURATION;
+
 /// `threatintel`: IOC feeds matched by tc_threatintel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ThreatIntelConfig {
@@ -97,6 +106,17 @@ pub struct ThreatIntelConfig {
     pub quarantine_vlan: Option<u16>,
     /// file order; a feed's index is its id in the kernel
     pub feeds: Vec<FeedConfig>,
+}
+
+impl ThreatIntelConfig {
+    /// What IOCs get when their feed does not say.
+    pub fn default_action(&self) -> crate::feeds::TiAction {
+        self.action.unwrap_or(crate::feeds::TiAction::Alert)
+    }
+
+    pub fn action_of(&self, feed: &FeedConfig) -> crate::feeds::TiAction {
+        feed.action.unwrap_or_else(|| self.default_action())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +133,8 @@ pub enum FeedFormat {
     Spamhaus,
     /// a header line, then rows; `field` names the IOC column
     Csv,
-    /// one JSON array of objects (or of strings); `field` names the IOC key
+    /// one JSON array of objects (or of strings, which are the IOCs themselves); `field`
+    /// names the IOC key
     Json,
     /// one JSON object per line; `field` names the IOC key
     Ndjson,

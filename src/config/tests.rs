@@ -295,7 +295,7 @@ fn every_error_is_collected() {
 
 #[test]
 fn unknown_keys_name_the_key_and_list_allowed_ones() {
-    assert_error("interfaces: []\n»iface: eth0\n", "unknown key `iface` in the top level; allowed keys: interfaces, xdp_mode, tc_mode, pin_root, metrics, events, firewall");
+    assert_error("interfaces: []\n»iface: eth0\n", "unknown key `iface` in the top level; allowed keys: interfaces, xdp_mode, tc_mode, pin_root, metrics, events, firewall, ratelimit, ddos, conntrack, threatintel, ips");
     assert_error("firewall:\n  »policy: drop\n", "unknown key `policy` in firewall; allowed keys: mode, default_policy, malformed, allowlist, aliases, rules");
     assert_error(
         &with_rule("{ id: a, action: drop, »port: 80 }"),
@@ -1172,7 +1172,7 @@ fn conntrack_bad_values_and_keys() {
     );
     assert_error(
         "firewall:\n»conntrak: {}\n",
-        "unknown key `conntrak` in the top level; allowed keys: interfaces, xdp_mode, tc_mode, pin_root, metrics, events, firewall, ratelimit, ddos, conntrack",
+        "unknown key `conntrak` in the top level; allowed keys: interfaces, xdp_mode, tc_mode, pin_root, metrics, events, firewall, ratelimit, ddos, conntrack, threatintel, ips",
     );
     assert_error(
         "conntrack: »[enabled]\n",
@@ -1362,4 +1362,383 @@ fn the_shipped_conntrack_example_shows_the_defaults() {
         .collect();
     assert!(section.contains("timeouts:"), "{section}");
     assert_eq!(parse_ok(&section).conntrack, ConntrackConfig::default());
+}
+
+const THREATINTEL_EXAMPLE: &str = r#"threatintel:
+  action: alert
+  feeds:
+    - { id: feodo, url: "https://feodotracker.abuse.ch/downloads/ipblocklist.csv", format: csv, field: dst_ip, refresh: 1h, action: drop }
+    - { id: drop, path: /var/lib/ebpfsentinel/spamhaus_drop.netset, format: netset, action: drop }
+    - { id: dropv4, url: "https://www.spamhaus.org/drop/drop_v4.json", format: ndjson, field: cidr, refresh: 12h }
+ips: { threshold: 3, window: 60s, block_for: 1h, whitelist: [192.0.2.0/24] }
+"#;
+
+#[test]
+fn threatintel_and_ips_example_from_the_issue() {
+    let config = parse_ok(THREATINTEL_EXAMPLE);
+    let ti = &config.threatintel;
+    assert_eq!(ti.action, Some(crate::feeds::TiAction::Alert));
+    assert_eq!(ti.quarantine_vlan, None);
+    let location = |line| Location {
+        file: PathBuf::from(CONFIG_PATH),
+        line,
+        col: 7,
+    };
+    assert_eq!(
+        ti.feeds,
+        [
+            FeedConfig {
+                id: "feodo".to_owned(),
+                location: location(4),
+                source: FeedSource::Url(
+                    "https://feodotracker.abuse.ch/downloads/ipblocklist.csv".to_owned()
+                ),
+                format: FeedFormat::Csv,
+                field: Some("dst_ip".to_owned()),
+                confidence_field: None,
+                category_field: None,
+                refresh: Some(Duration::from_secs(3600)),
+                action: Some(crate::feeds::TiAction::Drop),
+                min_confidence: 0,
+            },
+            FeedConfig {
+                id: "drop".to_owned(),
+                location: location(5),
+                source: FeedSource::Path(PathBuf::from(
+                    "/var/lib/ebpfsentinel/spamhaus_drop.netset"
+                )),
+                format: FeedFormat::Netset,
+                field: None,
+                confidence_field: None,
+                category_field: None,
+                refresh: None,
+                action: Some(crate::feeds::TiAction::Drop),
+                min_confidence: 0,
+            },
+            FeedConfig {
+                id: "dropv4".to_owned(),
+                location: location(6),
+                source: FeedSource::Url("https://www.spamhaus.org/drop/drop_v4.json".to_owned()),
+                format: FeedFormat::Ndjson,
+                field: Some("cidr".to_owned()),
+                confidence_field: None,
+                category_field: None,
+                refresh: Some(Duration::from_secs(12 * 3600)),
+                action: None,
+                min_confidence: 0,
+            },
+        ]
+    );
+    assert_eq!(ti.action_of(&ti.feeds[2]), crate::feeds::TiAction::Alert);
+    assert_eq!(
+        config.ips,
+        IpsConfig {
+            threshold: Some(3),
+            window: Duration::from_secs(60),
+            block_for: Duration::from_secs(3600),
+            whitelist: nets(&["192.0.2.0/24"]),
+        }
+    );
+}
+
+#[test]
+fn threatintel_and_ips_defaults() {
+    for text in ["", "threatintel:\n", "threatintel: {}\nips: {}\n", "ips:\n"] {
+        let config = parse_ok(text);
+        assert_eq!(config.threatintel, ThreatIntelConfig::default(), "{text:?}");
+        assert_eq!(config.ips, IpsConfig::default(), "{text:?}");
+    }
+    assert_eq!(
+        ThreatIntelConfig::default().default_action(),
+        crate::feeds::TiAction::Alert
+    );
+    let config = parse_ok(
+        "threatintel:
+  action: quarantine
+  quarantine_vlan: 4094
+  feeds:
+    - id: scored
+      path: feeds/scored.csv
+      format: csv
+      field: ip
+      confidence_field: score
+      category_field: kind
+      refresh: 300
+      min_confidence: 75
+    - { id: plain, path: /x.json, format: json, field: ip, refresh: 2s }
+",
+    );
+    let ti = config.threatintel;
+    assert_eq!(ti.quarantine_vlan, Some(4094));
+    let scored = &ti.feeds[0];
+    // Relative paths are the config file's neighbours, like alias files.
+    assert_eq!(
+        scored.source,
+        FeedSource::Path(PathBuf::from("/etc/ebpfsentinel/feeds/scored.csv"))
+    );
+    assert_eq!(scored.confidence_field.as_deref(), Some("score"));
+    assert_eq!(scored.category_field.as_deref(), Some("kind"));
+    assert_eq!(scored.refresh, Some(Duration::from_secs(300)));
+    assert_eq!(scored.min_confidence, 75);
+    assert_eq!(ti.action_of(scored), crate::feeds::TiAction::Quarantine);
+    // Files have no server to spare: any refresh from 1s.
+    assert_eq!(ti.feeds[1].refresh, Some(Duration::from_secs(2)));
+}
+
+#[test]
+fn ips_whitelist_takes_aliases_and_addresses() {
+    let config = parse_ok(
+        "firewall:
+  aliases:
+    mgmt: { entries: [198.51.100.0/24, \"2001:db8::1\"] }
+ips:
+  threshold: 1000000
+  window: 5m
+  block_for: 30d
+  whitelist: [\"@mgmt\", 10.0.0.1, 198.51.100.0/24]
+",
+    );
+    assert_eq!(
+        config.ips,
+        IpsConfig {
+            threshold: Some(1_000_000),
+            window: Duration::from_secs(300),
+            block_for: Duration::from_secs(30 * 86_400),
+            whitelist: nets(&["198.51.100.0/24", "2001:db8::1/128", "10.0.0.1/32"]),
+        }
+    );
+}
+
+#[test]
+fn threatintel_errors_point_at_the_value() {
+    let feed = |body: &str| format!("threatintel:\n  feeds:\n    - {body}\n");
+    let cases: &[(&str, &str)] = &[
+        (
+            "threatintel:\n  »mode: block\n",
+            "unknown key `mode` in threatintel; allowed keys: action, quarantine_vlan, feeds",
+        ),
+        (
+            "threatintel:\n  action: »block\n",
+            "expected one of alert | drop | quarantine, found string \"block\"",
+        ),
+        (
+            "threatintel:\n  quarantine_vlan: »4095\n",
+            "expected a VLAN id 1..=4094, found integer 4095",
+        ),
+        (
+            "threatintel:\n  quarantine_vlan: »0\n",
+            "expected a VLAN id 1..=4094, found integer 0",
+        ),
+        (
+            "threatintel:\n  action: »quarantine\n",
+            "action quarantine tags packets with `threatintel.quarantine_vlan`, which is not set (a VLAN id 1..=4094)",
+        ),
+        (
+            "threatintel:\n  feeds: »{ id: a }\n",
+            "expected a list of feeds, found a mapping",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: /a, format: netset, »ip_field: x }\n",
+            "unknown key `ip_field` in a feed; allowed keys: id, url, path, format, field, confidence_field, category_field, refresh, action, min_confidence",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - »{ path: /a, format: netset }\n",
+            "missing required key `id`",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: »\"a b\", path: /a, format: netset }\n",
+            "invalid feed id `a b`: use 1 to 64 letters, digits, `_`, `.`, `:` or `-`",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: /a, format: netset }\n    - { id: »a, path: /b, format: netset }\n",
+            "duplicate feed id `a` (first defined at line 3, column 13)",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - »{ id: a, format: netset }\n",
+            "a feed needs `url` (http:// or https://) or `path` (a file)",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, url: \"http://x/a\", »path: /a, format: netset }\n",
+            "a feed has `url` or `path`, not both",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, url: »\"file:///etc/feed\", format: netset }\n",
+            "feed url must start with http:// or https://, found `file:///etc/feed`",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, url: »\"ftp://x/a\", format: netset }\n",
+            "feed url must start with http:// or https://, found `ftp://x/a`",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, url: »\"https://bad host/a\", format: netset }\n",
+            "invalid URL `https://bad host/a`",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, url: »feeds.example/a, format: netset }\n",
+            "feed url must start with http:// or https://, found `feeds.example/a`",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: »\"\", format: netset }\n",
+            "feed path must not be empty",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - »{ id: a, path: /a }\n",
+            "missing required key `format`",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: /a, format: »plain }\n",
+            "expected one of netset | spamhaus | csv | json | ndjson, found string \"plain\"",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - »{ id: a, path: /a, format: csv }\n",
+            "format csv needs `field`: the name of the column holding the address or network",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - »{ id: a, path: /a, format: ndjson }\n",
+            "format ndjson needs `field`: the key holding the address or network",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: /a, format: netset, field: »ip }\n",
+            "`field` does not apply to format netset, which lists one address or network per line",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: /a, format: spamhaus, category_field: »sbl }\n",
+            "`category_field` does not apply to format spamhaus",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: /a, format: csv, field: »\"\" }\n",
+            "`field` must not be empty",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, url: \"https://x/a\", format: netset, refresh: »30s }\n",
+            "`refresh` of a URL feed must be at least 1m, found 30s: feed servers throttle or ban clients that poll more often",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: /a, format: netset, refresh: »0 }\n",
+            "`refresh` must be from 1s to 30d, found 0s",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: /a, format: netset, refresh: »31d }\n",
+            "`refresh` must be from 1s to 30d, found 31d",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: /a, format: netset, refresh: »1w }\n",
+            "expected a duration for `refresh`: whole seconds (an integer) or a number with a unit s, m, h or d",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: /a, format: netset, action: »quarantine }\n",
+            "action quarantine tags packets with `threatintel.quarantine_vlan`, which is not set",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: /a, format: netset, action: »pass }\n",
+            "expected one of alert | drop | quarantine, found string \"pass\"",
+        ),
+        (
+            "threatintel:\n  feeds:\n    - { id: a, path: /a, format: netset, min_confidence: »101 }\n",
+            "expected an integer in 0..=100, found integer 101",
+        ),
+    ];
+    for (marked, needle) in cases {
+        assert_error(marked, needle);
+    }
+    // A bad VLAN is one error, not two.
+    let errors = errors_of(
+        "threatintel:\n  action: quarantine\n  quarantine_vlan: 5000\n  feeds:\n    - { id: a, path: /a, format: netset, action: quarantine }\n",
+    );
+    assert_eq!(errors.len(), 1, "{}", ConfigErrors(errors.clone()));
+    // Every feed is checked, not just the first bad one.
+    let errors = errors_of(&feed(
+        "{ id: a, path: /a, format: csv }\n    - { id: b, path: /b, format: netset, field: x }",
+    ));
+    assert_eq!(errors.len(), 2, "{}", ConfigErrors(errors.clone()));
+}
+
+#[test]
+fn at_most_256_feeds() {
+    let feeds: String = (0..257)
+        .map(|i| format!("    - {{ id: f{i}, path: /f{i}, format: netset }}\n"))
+        .collect();
+    let text = format!("threatintel:\n  feeds:\n{feeds}");
+    let errors = errors_of(&text);
+    assert_eq!(errors.len(), 1, "{}", ConfigErrors(errors.clone()));
+    assert_eq!(errors[0].message, "257 feeds exceed the limit of 256");
+    assert_eq!(errors[0].location.as_ref().map(|l| l.line), Some(3));
+    let feeds: String = (0..256)
+        .map(|i| format!("    - {{ id: f{i}, path: /f{i}, format: netset }}\n"))
+        .collect();
+    let config = parse_ok(&format!("threatintel:\n  feeds:\n{feeds}"));
+    assert_eq!(config.threatintel.feeds.len(), 256);
+}
+
+#[test]
+fn ips_errors_point_at_the_value() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "ips:\n  »auto_blacklist_threshold: 3\n",
+            "unknown key `auto_blacklist_threshold` in ips; allowed keys: threshold, window, block_for, whitelist",
+        ),
+        (
+            "ips:\n  threshold: »0\n",
+            "expected an integer in 1..=1000000, found integer 0",
+        ),
+        (
+            "ips:\n  threshold: »1000001\n",
+            "expected an integer in 1..=1000000, found integer 1000001",
+        ),
+        (
+            "ips:\n  threshold: »\"3\"\n",
+            "expected an integer in 1..=1000000, found string \"3\"",
+        ),
+        (
+            "ips:\n  window: »0s\n",
+            "`ips.window` must be from 1s to 30d, found 0s",
+        ),
+        (
+            "ips:\n  block_for: »forever\n",
+            "expected a duration for `ips.block_for`",
+        ),
+        (
+            "ips:\n  block_for: »60d\n",
+            "`ips.block_for` must be from 1s to 30d, found 60d",
+        ),
+        (
+            "ips:\n  whitelist: [192.0.2.0/24, »10.0.0.1/8]\n",
+            "`10.0.0.1/8` has host bits set; did you mean `10.0.0.0/8`?",
+        ),
+        (
+            "ips:\n  whitelist: [»\"@office\"]\n",
+            "unknown alias `@office` (no aliases are defined)",
+        ),
+        ("ips: »[3]\n", "expected ips (a mapping), found a list"),
+    ];
+    for (marked, needle) in cases {
+        assert_error(marked, needle);
+    }
+}
+
+#[test]
+fn the_shipped_threatintel_and_ips_examples_parse() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.yaml");
+    let text = std::fs::read_to_string(path).expect("examples/config.yaml");
+    let section = |first: &str| -> String {
+        text.lines()
+            .skip_while(|line| *line != first)
+            .map_while(|line| line.strip_prefix("# ").or((line == "#").then_some("")))
+            .map(|line| format!("{line}\n"))
+            .collect()
+    };
+    let config = parse_ok(&(section("# threatintel:") + &section("# ips:")));
+    let feeds = &config.threatintel.feeds;
+    let ids: Vec<&str> = feeds.iter().map(|feed| feed.id.as_str()).collect();
+    assert_eq!(ids, ["feodo", "dropv4", "local"]);
+    assert_eq!(config.threatintel.quarantine_vlan, Some(666));
+    assert_eq!(feeds[2].min_confidence, 50);
+    assert_eq!(
+        config.ips,
+        IpsConfig {
+            threshold: Some(3),
+            whitelist: nets(&["192.0.2.0/24"]),
+            ..IpsConfig::default()
+        }
+    );
 }

@@ -13,13 +13,15 @@ use super::netset::{parse_net, read_netset, NetList};
 use super::yaml::{self, duplicate, Node, Pos, Scalar, Value};
 use super::{
     Action, AddrMatch, Alias, AmpPort, Config, ConfigError, ConfigErrors, ConntrackConfig,
-    CtStates, DdosConfig, FirewallConfig, FirewallMode, IcmpGuard, IpsConfig, Location, PortRange,
-    Proto, RateAction, RateKey, RateLimitConfig, RatePolicy, Rule, TcMode, TcpFlags,
-    ThreatIntelConfig, VlanMatch, XdpMode, CT_CLASS_NAMES, DEFAULT_AMP_PORTS,
-    DEFAULT_METRICS_LISTEN, DEFAULT_PIN_ROOT, DEFAULT_PRIORITY, MAX_ALIAS_ENTRIES,
-    MAX_ALLOWLIST_ENTRIES, MAX_AMP_PORTS, MAX_CT_DURATION, MAX_CT_TABLE_SIZE, MAX_PRIORITY,
-    MAX_RATE_POLICIES, MAX_RATE_PPS, MAX_RULES, MIN_CT_DURATION, MIN_CT_TABLE_SIZE,
+    CtStates, DdosConfig, FeedConfig, FeedFormat, FeedSource, FirewallConfig, FirewallMode,
+    IcmpGuard, IpsConfig, Location, PortRange, Proto, RateAction, RateKey, RateLimitConfig,
+    RatePolicy, Rule, TcMode, TcpFlags, ThreatIntelConfig, VlanMatch, XdpMode, CT_CLASS_NAMES,
+    DEFAULT_AMP_PORTS, DEFAULT_METRICS_LISTEN, DEFAULT_PIN_ROOT, DEFAULT_PRIORITY,
+    MAX_ALIAS_ENTRIES, MAX_ALLOWLIST_ENTRIES, MAX_AMP_PORTS, MAX_CT_DURATION, MAX_CT_TABLE_SIZE,
+    MAX_DURATION, MAX_FEEDS, MAX_IPS_THRESHOLD, MAX_PRIORITY, MAX_RATE_POLICIES, MAX_RATE_PPS,
+    MAX_RULES, MIN_CT_DURATION, MIN_CT_TABLE_SIZE, MIN_DURATION, MIN_URL_REFRESH,
 };
+use crate::feeds::TiAction;
 
 const TOP_KEYS: &[&str] = &[
     "interfaces",
@@ -32,6 +34,8 @@ const TOP_KEYS: &[&str] = &[
     "ratelimit",
     "ddos",
     "conntrack",
+    "threatintel",
+    "ips",
 ];
 const CONNTRACK_KEYS: &[&str] = &[
     "enabled",
@@ -70,6 +74,27 @@ const RATE_ACTIONS: &[(&str, RateAction)] = &[
     ("pass-and-log", RateAction::PassAndLog),
 ];
 const RATE_KEYS: &[(&str, RateKey)] = &[("source", RateKey::Source), ("policy", RateKey::Policy)];
+const THREATINTEL_KEYS: &[&str] = &["action", "quarantine_vlan", "feeds"];
+#[rustfmt::skip]
+const FEED_KEYS: &[&str] = &[
+    "id", "url", "path", "format", "field", "confidence_field", "category_field", "refresh",
+    "action", "min_confidence",
+];
+/// Keys naming a column or JSON key, which line-per-entry formats do not have.
+const FEED_FIELD_KEYS: &[&str] = &["field", "confidence_field", "category_field"];
+const TI_ACTIONS: &[(&str, TiAction)] = &[
+    ("alert", TiAction::Alert),
+    ("drop", TiAction::Drop),
+    ("quarantine", TiAction::Quarantine),
+];
+const FEED_FORMATS: &[(&str, FeedFormat)] = &[
+    ("netset", FeedFormat::Netset),
+    ("spamhaus", FeedFormat::Spamhaus),
+    ("csv", FeedFormat::Csv),
+    ("json", FeedFormat::Json),
+    ("ndjson", FeedFormat::Ndjson),
+];
+const IPS_KEYS: &[&str] = &["threshold", "window", "block_for", "whitelist"];
 const METRICS_KEYS: &[&str] = &["listen"];
 const EVENTS_KEYS: &[&str] = &["path"];
 const FIREWALL_KEYS: &[&str] = &[
@@ -264,6 +289,13 @@ fn format_duration(duration: Duration) -> String {
         .find(|&(scale, _)| secs != 0 && secs % scale == 0)
         .map_or((secs, "s"), |(scale, unit)| (secs / scale, unit));
     format!("{value}{unit}")
+}
+
+fn feed_format_name(format: FeedFormat) -> &'static str {
+    FEED_FORMATS
+        .iter()
+        .find(|&&(_, known)| known == format)
+        .map_or("", |&(name, _)| name)
 }
 
 fn parse_port_range(text: &str) -> Option<PortRange> {
@@ -482,12 +514,17 @@ impl Checker<'_> {
                 .map(|n| self.ddos(n))
                 .unwrap_or_default(),
             conntrack: ConntrackConfig::default(),
-            // TODO(threatintel): parse the `threatintel` and `ips` sections
-            threatintel: ThreatIntelConfig::default(),
+            threatintel: fields
+                .section("threatintel")
+                .map(|n| self.threatintel(n))
+                .unwrap_or_default(),
             ips: IpsConfig::default(),
         };
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);
+        }
+        if let Some(n) = fields.section("ips") {
+            config.ips = self.ips(n, &config.firewall.aliases);
         }
         let switches = match fields.section("conntrack") {
             Some(n) => {
@@ -567,17 +604,27 @@ impl Checker<'_> {
     }
 
     fn duration(&mut self, node: &Node, key: &str) -> Option<Duration> {
+        self.duration_in(node, key, MIN_CT_DURATION, MAX_CT_DURATION)
+    }
+
+    fn duration_in(
+        &mut self,
+        node: &Node,
+        key: &str,
+        min: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
         let expected = format!(
             "a duration for `{key}`: whole seconds (an integer) or a number with a unit s, m, h or d (\"30s\", \"5m\", \"2h\", \"5d\")"
         );
         let duration = self.typed(node, &expected, parse_duration)?;
-        if !(MIN_CT_DURATION..=MAX_CT_DURATION).contains(&duration) {
+        if !(min..=max).contains(&duration) {
             self.error(
                 node.pos,
                 format!(
                     "`{key}` must be from {} to {}, found {}",
-                    format_duration(MIN_CT_DURATION),
-                    format_duration(MAX_CT_DURATION),
+                    format_duration(min),
+                    format_duration(max),
                     format_duration(duration)
                 ),
             );
@@ -816,6 +863,256 @@ impl Checker<'_> {
             }
         }
         (self.errors.len() == errors_before).then_some(policy)
+    }
+
+    fn threatintel(&mut self, node: &Node) -> ThreatIntelConfig {
+        let Some(fields) = self.fields(node, "threatintel", THREATINTEL_KEYS) else {
+            return ThreatIntelConfig::default();
+        };
+        let vlan_node = fields.get("quarantine_vlan");
+        let quarantine_vlan = vlan_node.and_then(|n| {
+            let expected = format!("a VLAN id 1..={MAX_VLAN_ID}");
+            self.typed(n, &expected, |scalar| match scalar {
+                Scalar::Int(id) => u16::try_from(id)
+                    .ok()
+                    .filter(|id| (1..=MAX_VLAN_ID).contains(id)),
+                _ => None,
+            })
+        });
+        // An invalid VLAN is reported already; "not set" on top of it would mislead.
+        let vlan_set = vlan_node.is_some();
+        let action = fields.get("action").and_then(|n| {
+            let action = self.keyword(n, TI_ACTIONS)?;
+            self.quarantine_needs_vlan(n, action, vlan_set);
+            Some(action)
+        });
+        let feeds = fields
+            .section("feeds")
+            .map(|n| self.feeds(n, vlan_set))
+            .unwrap_or_default();
+        ThreatIntelConfig {
+            action,
+            quarantine_vlan,
+            feeds,
+        }
+    }
+
+    fn quarantine_needs_vlan(&mut self, node: &Node, action: TiAction, vlan_set: bool) {
+        if action == TiAction::Quarantine && !vlan_set {
+            self.error(
+                node.pos,
+                format!("action quarantine tags packets with `threatintel.quarantine_vlan`, which is not set (a VLAN id 1..={MAX_VLAN_ID})"),
+            );
+        }
+    }
+
+    fn feeds(&mut self, node: &Node, vlan_set: bool) -> Vec<FeedConfig> {
+        let Value::Seq(items) = &node.value else {
+            self.mismatch(node, "a list of feeds");
+            return Vec::new();
+        };
+        if items.len() > MAX_FEEDS {
+            self.error(
+                node.pos,
+                format!("{} feeds exceed the limit of {MAX_FEEDS}", items.len()),
+            );
+        }
+        let mut ids = HashMap::new();
+        items
+            .iter()
+            .filter_map(|item| self.feed(item, &mut ids, vlan_set))
+            .collect()
+    }
+
+    fn feed<'n>(
+        &mut self,
+        node: &'n Node,
+        ids: &mut HashMap<&'n str, Pos>,
+        vlan_set: bool,
+    ) -> Option<FeedConfig> {
+        let errors_before = self.errors.len();
+        let fields = self.fields(node, "a feed", FEED_KEYS)?;
+        let id = self
+            .required(fields, "id", node)
+            .and_then(|n| self.identifier(n, ids, "feed id"));
+        let source = match (fields.get("url"), fields.get("path")) {
+            (Some(url), None) => self.feed_url(url).map(FeedSource::Url),
+            (None, Some(path)) => self.feed_path(path).map(FeedSource::Path),
+            (Some(_), Some(_)) => {
+                if let Some(key) = fields.key("path") {
+                    self.error(key.pos, "a feed has `url` or `path`, not both");
+                }
+                None
+            }
+            (None, None) => {
+                self.error(
+                    node.pos,
+                    "a feed needs `url` (http:// or https://) or `path` (a file)",
+                );
+                None
+            }
+        };
+        let format = self
+            .required(fields, "format", node)
+            .and_then(|n| self.keyword(n, FEED_FORMATS));
+        let mut names = [None, None, None];
+        for (slot, key) in names.iter_mut().zip(FEED_FIELD_KEYS) {
+            let Some(n) = fields.get(key) else {
+                continue;
+            };
+            match (format, self.string(n)) {
+                (Some(FeedFormat::Netset | FeedFormat::Spamhaus), Some(_)) => {
+                    let format = format.map_or("", feed_format_name);
+                    self.error(
+                        n.pos,
+                        format!("`{key}` does not apply to format {format}, which lists one address or network per line"),
+                    );
+                }
+                (_, Some("")) => self.error(n.pos, format!("`{key}` must not be empty")),
+                (_, Some(name)) => *slot = Some(name.to_owned()),
+                (_, None) => {}
+            }
+        }
+        let [field, confidence_field, category_field] = names;
+        if let Some(format @ (FeedFormat::Csv | FeedFormat::Json | FeedFormat::Ndjson)) = format {
+            if fields.get("field").is_none() {
+                let what = match format {
+                    FeedFormat::Csv => "the name of the column",
+                    _ => "the key",
+                };
+                self.error(
+                    node.pos,
+                    format!(
+                        "format {} needs `field`: {what} holding the address or network",
+                        feed_format_name(format)
+                    ),
+                );
+            }
+        }
+        let refresh = fields.get("refresh").and_then(|n| {
+            let refresh = self.duration_in(n, "refresh", MIN_DURATION, MAX_DURATION)?;
+            if matches!(source, Some(FeedSource::Url(_))) && refresh < MIN_URL_REFRESH {
+                self.error(
+                    n.pos,
+                    format!(
+                        "`refresh` of a URL feed must be at least {}, found {}: feed servers throttle or ban clients that poll more often",
+                        format_duration(MIN_URL_REFRESH),
+                        format_duration(refresh)
+                    ),
+                );
+                return None;
+            }
+            Some(refresh)
+        });
+        let action = fields.get("action").and_then(|n| {
+            let action = self.keyword(n, TI_ACTIONS)?;
+            self.quarantine_needs_vlan(n, action, vlan_set);
+            Some(action)
+        });
+        let min_confidence = fields
+            .get("min_confidence")
+            .and_then(|n| self.number(n, 100u8))
+            .unwrap_or(0);
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        Some(FeedConfig {
+            id: id?,
+            location: self.location(node.pos),
+            source: source?,
+            format: format?,
+            field,
+            confidence_field,
+            category_field,
+            refresh,
+            action,
+            min_confidence,
+        })
+    }
+
+    fn feed_url(&mut self, node: &Node) -> Option<String> {
+        let text = self.string(node)?;
+        let scheme = text.split_once("://").map_or("", |(scheme, _)| scheme);
+        let problem = if !["http", "https"]
+            .iter()
+            .any(|web| scheme.eq_ignore_ascii_case(web))
+        {
+            Some(format!(
+                "feed url must start with http:// or https://, found `{text}`"
+            ))
+        } else {
+            match text.parse::<ureq::http::Uri>() {
+                Err(error) => Some(format!("invalid URL `{text}`: {error}")),
+                Ok(uri) if uri.host().is_none_or(str::is_empty) => {
+                    Some(format!("feed url `{text}` has no host"))
+                }
+                Ok(_) => None,
+            }
+        };
+        match problem {
+            Some(message) => {
+                self.error(node.pos, message);
+                None
+            }
+            None => Some(text.to_owned()),
+        }
+    }
+
+    /// Relative to the config file, like alias files. Not opened here: a feed file may be
+    /// written by a downloader after the config is checked, and a missing one is a feed
+    /// error the daemon reports and retries, not a reason to refuse the whole config.
+    fn feed_path(&mut self, node: &Node) -> Option<PathBuf> {
+        let text = self.string(node)?;
+        if text.is_empty() {
+            self.error(node.pos, "feed path must not be empty");
+            return None;
+        }
+        Some(self.base_dir.join(text))
+    }
+
+    /// `ips`; `whitelist` may name the firewall's aliases.
+    fn ips(&mut self, node: &Node, aliases: &BTreeMap<String, Alias>) -> IpsConfig {
+        let mut config = IpsConfig::default();
+        let Some(fields) = self.fields(node, "ips", IPS_KEYS) else {
+            return config;
+        };
+        config.threshold = fields.get("threshold").and_then(|n| {
+            let expected = format!("an integer in 1..={MAX_IPS_THRESHOLD}");
+            self.typed(n, &expected, |scalar| match scalar {
+                Scalar::Int(value) => u32::try_from(value)
+                    .ok()
+                    .filter(|v| (1..=MAX_IPS_THRESHOLD).contains(v)),
+                _ => None,
+            })
+        });
+        for (key, slot) in [
+            ("window", &mut config.window),
+            ("block_for", &mut config.block_for),
+        ] {
+            if let Some(n) = fields.get(key) {
+                let key = format!("ips.{key}");
+                if let Some(duration) = self.duration_in(n, &key, MIN_DURATION, MAX_DURATION) {
+                    *slot = duration;
+                }
+            }
+        }
+        if let Some(n) = fields.section("whitelist") {
+            let nets = self
+                .addr_match(n, aliases)
+                .map(|m| m.nets)
+                .unwrap_or_default();
+            if nets.len() > MAX_ALIAS_ENTRIES {
+                self.error(
+                    n.pos,
+                    format!(
+                        "ips.whitelist has {} entries after alias expansion; the limit is {MAX_ALIAS_ENTRIES}",
+                        nets.len()
+                    ),
+                );
+            }
+            config.whitelist = nets;
+        }
+        config
     }
 
     /// `listen: ADDR:PORT`, or `off`.
@@ -1179,19 +1476,30 @@ impl Checker<'_> {
     }
 
     fn rule_id<'n>(&mut self, node: &'n Node, ids: &mut HashMap<&'n str, Pos>) -> Option<String> {
+        self.identifier(node, ids, "rule id")
+    }
+
+    /// A unique name of 1 to MAX_RULE_ID characters that fits in logs, events and CLI
+    /// arguments unquoted.
+    fn identifier<'n>(
+        &mut self,
+        node: &'n Node,
+        ids: &mut HashMap<&'n str, Pos>,
+        what: &str,
+    ) -> Option<String> {
         let id = self.string(node)?;
         let valid = id.len() <= MAX_RULE_ID
             && id
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_.:-".contains(c));
         if id.is_empty() {
-            self.error(node.pos, "rule id must not be empty");
+            self.error(node.pos, format!("{what} must not be empty"));
         } else if !valid {
             self.error(
                 node.pos,
-                format!("invalid rule id `{id}`: use 1 to {MAX_RULE_ID} letters, digits, `_`, `.`, `:` or `-`"),
+                format!("invalid {what} `{id}`: use 1 to {MAX_RULE_ID} letters, digits, `_`, `.`, `:` or `-`"),
             );
-        } else if self.first_use(ids, id, node.pos, "rule id") {
+        } else if self.first_use(ids, id, node.pos, what) {
             return Some(id.to_owned());
         }
         None

@@ -1,8 +1,10 @@
 //! Typed managers of the kernel maps: the only code that touches raw key and value bytes.
 
+pub mod blacklist;
 pub mod conntrack;
 pub mod firewall;
 pub mod ratelimit;
+pub mod threatintel;
 
 use std::path::Path;
 
