@@ -91,6 +91,20 @@ struct {
 	__type(value, __u64);
 } ti_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TI_BLOOM_STAGE);
+	__type(key, __u32);
+	__type(value, struct ti_bloom_key);
+} ti_bloom_stage SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ti_bloom_fill_ctl);
+} ti_bloom_fill_ctl SEC(".maps");
+
 /* BTF for userspace */
 enum ti_action _ti_action_btf;
 enum ti_bloom_kind _ti_bloom_kind_btf;
@@ -99,6 +113,7 @@ enum ti_settings_flags _ti_settings_flags_btf;
 enum ti_stat _ti_stat_btf;
 struct ti_bloom_key _ti_bloom_key_btf;
 struct ips_block _ips_block_btf;
+struct ti_bloom_fill_ctl _ti_bloom_fill_ctl_btf;
 
 static __always_inline void ti_count(__u32 stat)
 {
@@ -247,4 +262,53 @@ SEC("tc")
 int tc_threatintel(struct __sk_buff *skb)
 {
 	return ti_stage(skb);
+}
+
+struct ti_fill {
+	__u32 gen;
+	__u32 pushed;
+	__u32 failed;
+};
+
+static long ti_fill_one(__u64 index, void *ctx)
+{
+	struct ti_fill *f = ctx;
+	struct ti_bloom_key *k;
+	__u32 i = index, gen = f->gen;
+	void *bloom;
+
+	k = bpf_map_lookup_elem(&ti_bloom_stage, &i);
+	/* the filter again per key: a map pointer does not survive the trip through ctx */
+	bloom = bpf_map_lookup_elem(&ti_blooms, &gen);
+	if (!k || !bloom)
+		return 1;
+	if (bpf_map_push_elem(bloom, k, 0))
+		f->failed++;
+	else
+		f->pushed++;
+	return 0;
+}
+
+/*
+ * Bulk loader (never attached): pushes the staged keys into generation gen's filter. Run by
+ * userspace through BPF_PROG_TEST_RUN before that generation is made active.
+ */
+SEC("xdp")
+int ti_bloom_fill(struct xdp_md *ctx)
+{
+	struct ti_bloom_fill_ctl *ctl;
+	struct ti_fill f = {};
+	__u32 zero = 0, count;
+
+	ctl = bpf_map_lookup_elem(&ti_bloom_fill_ctl, &zero);
+	if (!ctl)
+		return XDP_ABORTED;
+	f.gen = ctl->gen & 1;
+	count = ctl->count;
+	if (count > TI_BLOOM_STAGE)
+		count = TI_BLOOM_STAGE;
+	bpf_loop(count, ti_fill_one, &f, 0);
+	ctl->pushed = f.pushed;
+	ctl->failed = f.failed;
+	return XDP_PASS;
 }

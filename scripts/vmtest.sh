@@ -515,6 +515,8 @@ report_rips() {
 		where=
 		if [[ $rip < 8 ]]; then
 			where="(user space)"
+		elif [[ $rip > ffffffffa0000000 ]]; then
+			where="(module space: a module or a JITed BPF program)"
 		elif [[ -s $syms ]]; then
 			line=$({ cat "$syms"; echo "$rip ~ <rip>"; } | LC_ALL=C sort | grep -B1 ' ~ <rip>$' | head -1)
 			[[ $line == *'<rip>' ]] || where="${line##* }+$((16#$rip - 16#${line%% *}))"

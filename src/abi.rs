@@ -8,8 +8,8 @@ pub use crate::skel::tc_conntrack::types::{
 };
 pub use crate::skel::tc_conntrack::types::{ct_limits, tc_stage};
 pub use crate::skel::tc_threatintel::types::{
-    ti_action, ti_bloom_key, ti_bloom_kind, ti_ioc, ti_limits, ti_lpm_v4_key, ti_lpm_v6_key,
-    ti_settings, ti_settings_flags, ti_stat, ti_v4_key, ti_v6_key,
+    ti_action, ti_bloom_fill_ctl, ti_bloom_key, ti_bloom_kind, ti_ioc, ti_limits, ti_lpm_v4_key,
+    ti_lpm_v6_key, ti_settings, ti_settings_flags, ti_stat, ti_v4_key, ti_v6_key,
 };
 pub use crate::skel::xdp_ratelimit::types::{
     rl_action, rl_amp_key, rl_amp_port, rl_bucket, rl_guard_key, rl_guards, rl_key, rl_key_mode,
@@ -59,6 +59,7 @@ plain!(
     rl_key,
     rl_match,
     rl_policy,
+    ti_bloom_fill_ctl,
     ti_bloom_key,
     ti_ioc,
     ti_lpm_v4_key,
@@ -104,6 +105,7 @@ pub const CT_STATE_COUNT: usize = ct_state::CT_STATE_COUNT.0 as usize;
 pub const TI_STAT_COUNT: usize = ti_stat::TI_STAT_COUNT.0 as usize;
 
 const _: () = assert!(std::mem::size_of::<ti_bloom_key>() == 20);
+const _: () = assert!(std::mem::size_of::<ti_bloom_fill_ctl>() == 16);
 const _: () = assert!(std::mem::size_of::<ti_ioc>() == 8);
 const _: () = assert!(std::mem::size_of::<ti_v4_key>() == 4);
 const _: () = assert!(std::mem::size_of::<ti_v6_key>() == 16);

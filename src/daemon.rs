@@ -824,8 +824,17 @@ async fn serve(opts: Options) -> Result<()> {
         }
     }
     if !tc_hooks.is_empty() {
+        let stages: Vec<&str> = [
+            ("conntrack", d.cfg.conntrack.enabled),
+            ("threatintel", intel::enabled(&d.cfg.threatintel)),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect();
         eprintln!(
-            "ebpfsentinel: TC pipeline (conntrack) on ingress and egress of {}",
+            "ebpfsentinel: TC pipeline ({}) on ingress and egress of {}",
+            stages.join(", "),
             tc_hooks.join(", ")
         );
     }

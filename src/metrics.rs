@@ -18,7 +18,9 @@
 //!
 //! Connection tracking is exported only while the snapshot carries a [`Conntrack`] part:
 //! the daemon fills `Snapshot::conntrack` with [`Conntrack::read`] when conntrack is
-//! enabled, passing its last [`SweepReport`] for the entries gauge.
+//! enabled, passing its last [`SweepReport`] for the entries gauge. Likewise threat intel
+//! ([`ThreatIntel`]: tc_threatintel's counters, IOCs per feed, the feeds' refreshes) and the
+//! IPS blacklist ([`Blacklist`]: its size, and the blocks and expiries the daemon counts).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -30,9 +32,15 @@ use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 
-use crate::abi::{self, ct_stat, fw_stat, rl_stat};
+use crate::abi::{self, ct_stat, fw_stat, rl_stat, ti_stat};
+use crate::feeds::IocSet;
+use crate::maps::blacklist::BlacklistMaps;
 use crate::maps::conntrack::{ConntrackMaps, CtState, SweepReport, CT_STATE_COUNT, CT_STAT_COUNT};
 use crate::maps::firewall::FirewallMaps;
+use crate::maps::threatintel::{
+    self, feed_name, read_feeds_status, FeedStatus, FeedsFile, IocCounts, ThreatIntelMaps,
+    TI_STAT_COUNT,
+};
 use crate::ruleset::{CompiledRuleset, FAMILIES};
 
 /// Where the daemon serves `/metrics` unless told otherwise: 127.0.0.1:9669.
@@ -54,6 +62,27 @@ const RL_PACKETS: &str = "ebpfsentinel_xdp_ratelimit_packets_total";
 const SYN: &str = "ebpfsentinel_ddos_syn_total";
 const CT_EVICTED: &str = "ebpfsentinel_conntrack_evicted_total";
 const CT_ENTRIES: &str = "ebpfsentinel_conntrack_entries";
+const TI_PACKETS: &str = "ebpfsentinel_threatintel_packets_total";
+const TI_SEEN: &str = "ebpfsentinel_threatintel_packets_seen_total";
+const TI_EVENTS_DROPPED: &str = "ebpfsentinel_threatintel_events_dropped_total";
+const TI_IOCS: &str = "ebpfsentinel_threatintel_iocs";
+const TI_FEED_ENTRIES: &str = "ebpfsentinel_threatintel_feed_entries";
+const TI_FEED_ERRORS: &str = "ebpfsentinel_threatintel_feed_errors_total";
+const TI_FEED_REFRESHED: &str = "ebpfsentinel_threatintel_feed_last_refresh_timestamp_seconds";
+const IPS_ENTRIES: &str = "ebpfsentinel_ips_blacklist_entries";
+const IPS_BLOCKS: &str = "ebpfsentinel_ips_blocks_total";
+const IPS_EXPIRIES: &str = "ebpfsentinel_ips_expiries_total";
+
+/// The ti_stats slots of which every packet tc_threatintel looks at moves exactly one, in enum
+/// order; their [`threatintel::stat_name`] is the `result` label.
+pub const TI_RESULT_STATS: [ti_stat; 6] = [
+    ti_stat::TI_STAT_BLOOM_NEGATIVE,
+    ti_stat::TI_STAT_BLOOM_FALSE_POSITIVE,
+    ti_stat::TI_STAT_MATCH_ALERT,
+    ti_stat::TI_STAT_MATCH_DROP,
+    ti_stat::TI_STAT_MATCH_QUARANTINE,
+    ti_stat::TI_STAT_QUARANTINE_FAILED,
+];
 
 /// A ct_stats slot: its short name (`status`, `stats`) and its counter.
 #[derive(Debug, Clone, Copy)]
@@ -179,6 +208,83 @@ impl Conntrack {
     }
 }
 
+/// Threat intel in a [`Snapshot`]; the snapshot has none while threat intel is off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreatIntel {
+    /// packets per enum ti_stat slot, summed over CPUs
+    pub stats: [u64; TI_STAT_COUNT],
+    /// IOCs in the kernel by feed name (after the merge: a network listed by two feeds counts
+    /// for the one that won)
+    pub iocs: BTreeMap<String, u64>,
+    /// the feeds as the daemon last refreshed them
+    pub feeds: Vec<FeedStatus>,
+}
+
+impl ThreatIntel {
+    /// The counters from `maps`, the IOCs of `installed` (what the daemon applied) counted
+    /// per feed, named after `feeds` (the daemon's feeds status).
+    pub fn read(
+        maps: &ThreatIntelMaps,
+        installed: &IocSet,
+        feeds: Option<&FeedsFile>,
+    ) -> Result<ThreatIntel> {
+        Ok(ThreatIntel::new(
+            maps.stats().context("reading ti_stats")?,
+            installed,
+            feeds,
+        ))
+    }
+
+    pub fn new(
+        stats: [u64; TI_STAT_COUNT],
+        installed: &IocSet,
+        feeds: Option<&FeedsFile>,
+    ) -> ThreatIntel {
+        let mut by_id: BTreeMap<u16, u64> = BTreeMap::new();
+        for ioc in installed.iocs.values() {
+            *by_id.entry(ioc.feed_id).or_default() += 1;
+        }
+        let mut iocs: BTreeMap<String, u64> = BTreeMap::new();
+        // every configured feed has a gauge, also while it lists nothing
+        for f in feeds.map(|f| f.feeds.as_slice()).unwrap_or_default() {
+            iocs.insert(f.id.clone(), 0);
+        }
+        for (id, n) in by_id {
+            *iocs.entry(feed_name(feeds, id)).or_default() += n;
+        }
+        ThreatIntel {
+            stats,
+            iocs,
+            feeds: feeds.map(|f| f.feeds.clone()).unwrap_or_default(),
+        }
+    }
+
+    pub fn stat(&self, stat: ti_stat) -> u64 {
+        self.stats.get(stat.0 as usize).copied().unwrap_or(0)
+    }
+}
+
+/// The IPS blacklist in a [`Snapshot`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Blacklist {
+    /// entries in the kernel's four maps (expired ones not yet removed included)
+    pub entries: u64,
+    /// blocks the daemon wrote (IPS decisions) since it started
+    pub blocks: u64,
+    /// expired entries the daemon removed since it started
+    pub expiries: u64,
+}
+
+impl Blacklist {
+    pub fn read(maps: &BlacklistMaps, blocks: u64, expiries: u64) -> Result<Blacklist> {
+        Ok(Blacklist {
+            entries: maps.entries().context("counting the blacklist")? as u64,
+            blocks,
+            expiries,
+        })
+    }
+}
+
 /// Labels (verdict, reason) of each xdp_ratelimit slot, the DDoS guards' included; events
 /// have their own metrics.
 pub fn rl_stat_label(stat: rl_stat) -> Option<(&'static str, &'static str)> {
@@ -210,7 +316,7 @@ pub fn syn_stat_label(stat: rl_stat) -> Option<&'static str> {
 }
 
 /// The fw_stats slots of which every packet moves exactly one, in enum order.
-pub const VERDICT_STATS: [fw_stat; 10] = [
+pub const VERDICT_STATS: [fw_stat; 11] = [
     fw_stat::FW_STAT_PASS_RULE,
     fw_stat::FW_STAT_PASS_DEFAULT,
     fw_stat::FW_STAT_PASS_ALLOWLIST,
@@ -221,6 +327,7 @@ pub const VERDICT_STATS: [fw_stat; 10] = [
     fw_stat::FW_STAT_DROP_RULE,
     fw_stat::FW_STAT_DROP_DEFAULT,
     fw_stat::FW_STAT_DROP_MALFORMED,
+    fw_stat::FW_STAT_DROP_BLOCKED,
 ];
 
 /// The (verdict, reason) a fw_stats slot counts, as the metrics, `status` and `stats` name
@@ -238,6 +345,7 @@ pub fn stat_label(stat: fw_stat) -> (&'static str, &'static str) {
         fw_stat::FW_STAT_DROP_RULE => ("drop", "rule"),
         fw_stat::FW_STAT_DROP_DEFAULT => ("drop", "default_policy"),
         fw_stat::FW_STAT_DROP_MALFORMED => ("drop", "malformed"),
+        fw_stat::FW_STAT_DROP_BLOCKED => ("drop", "blocked"),
         fw_stat::FW_STAT_SEEN => ("", "seen"),
         fw_stat::FW_STAT_EVENTS_SENT => ("", "events_sent"),
         fw_stat::FW_STAT_EVENTS_DROPPED => ("", "events_dropped"),
@@ -286,6 +394,10 @@ pub struct Snapshot {
     pub ratelimit: Vec<u64>,
     /// None while conntrack is off: no conntrack metrics then
     pub conntrack: Option<Conntrack>,
+    /// None while threat intel is off: no threat-intel metrics then
+    pub threatintel: Option<ThreatIntel>,
+    /// None when the daemon does not read the blacklist: no IPS metrics then
+    pub blacklist: Option<Blacklist>,
 }
 
 impl Snapshot {
@@ -330,6 +442,8 @@ impl Snapshot {
             consumer: *consumer,
             ratelimit: Vec::new(),
             conntrack: None,
+            threatintel: None,
+            blacklist: None,
         })
     }
 
@@ -491,6 +605,46 @@ fn describe() {
         describe_counter!(c.metric, c.help);
     }
     describe_counter!(
+        TI_PACKETS,
+        "Packets tc_threatintel looked at, by result: bloom_negative (no address in the Bloom filter), bloom_false_positive (a positive probe no IOC confirmed), match_alert, match_drop, match_quarantine, quarantine_failed (the VLAN push failed: dropped) (kernel ti_stats, summed over CPUs)."
+    );
+    describe_counter!(
+        TI_SEEN,
+        "Packets tc_threatintel looked at: the sum of ebpfsentinel_threatintel_packets_total."
+    );
+    describe_counter!(
+        TI_EVENTS_DROPPED,
+        "Threat-intel match events tc_threatintel could not put on the ring buffer (over 3/4 full)."
+    );
+    describe_gauge!(
+        TI_IOCS,
+        "IOCs in the kernel by the feed that lists them (after the merge; feed=manual: added by hand)."
+    );
+    describe_gauge!(
+        TI_FEED_ENTRIES,
+        "Entries of a feed at its last successful refresh, before the merge."
+    );
+    describe_counter!(
+        TI_FEED_ERRORS,
+        "Failed refreshes of a feed (fetch or parse; the feed keeps its previous IOCs)."
+    );
+    describe_gauge!(
+        TI_FEED_REFRESHED,
+        "Unix time of a feed's last successful refresh (0: none yet)."
+    );
+    describe_gauge!(
+        IPS_ENTRIES,
+        "Entries of the IPS blacklist xdp_firewall drops sources from (addresses and networks)."
+    );
+    describe_counter!(
+        IPS_BLOCKS,
+        "Sources the IPS blacklisted after repeated detections."
+    );
+    describe_counter!(
+        IPS_EXPIRIES,
+        "Blacklist entries removed because their block ran out."
+    );
+    describe_counter!(
         CT_EVICTED,
         "Conntrack entries the full LRU table recycled, estimated: created minus expired, swept, flushed and live (since the daemon's first sweep)."
     );
@@ -612,6 +766,14 @@ impl Publisher {
         if let Some(ct) = &snap.conntrack {
             publish_conntrack(ct);
         }
+        if let Some(ti) = &snap.threatintel {
+            publish_threatintel(ti);
+        }
+        if let Some(bl) = &snap.blacklist {
+            gauge!(IPS_ENTRIES).set(bl.entries as f64);
+            counter!(IPS_BLOCKS).absolute(bl.blocks);
+            counter!(IPS_EXPIRIES).absolute(bl.expiries);
+        }
         counter!(EVENTS, "program" => "xdp_firewall")
             .absolute(snap.stat(fw_stat::FW_STAT_EVENTS_SENT));
         counter!(EVENTS_DROPPED, "stage" => "kernel")
@@ -670,6 +832,138 @@ fn publish_conntrack(ct: &Conntrack) {
             gauge!(CT_ENTRIES, "proto" => state.protocol(), "state" => state.name()).set(*n as f64);
         }
     }
+}
+
+fn publish_threatintel(ti: &ThreatIntel) {
+    for stat in TI_RESULT_STATS {
+        counter!(TI_PACKETS, "result" => threatintel::stat_name(stat)).absolute(ti.stat(stat));
+    }
+    counter!(TI_SEEN).absolute(ti.stat(ti_stat::TI_STAT_SEEN));
+    counter!(EVENTS, "program" => "tc_threatintel").absolute(ti.stat(ti_stat::TI_STAT_EVENTS_SENT));
+    counter!(TI_EVENTS_DROPPED).absolute(ti.stat(ti_stat::TI_STAT_EVENTS_DROPPED));
+    for (feed, n) in &ti.iocs {
+        gauge!(TI_IOCS, "feed" => feed.clone()).set(*n as f64);
+    }
+    for f in &ti.feeds {
+        gauge!(TI_FEED_ENTRIES, "feed" => f.id.clone()).set(f.entries as f64);
+        counter!(TI_FEED_ERRORS, "feed" => f.id.clone()).absolute(f.errors);
+        gauge!(TI_FEED_REFRESHED, "feed" => f.id.clone()).set(f.last_refresh.unwrap_or(0) as f64);
+    }
+}
+
+/// The threat-intel numbers `stats` and `status` print: the active generation's settings, the
+/// IOCs the pinned maps hold, what ti_stats counted, and the daemon's feeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThreatIntelSummary {
+    pub enabled: bool,
+    pub generation: u32,
+    pub quarantine_vlan: u16,
+    pub iocs: IocCounts,
+    /// by [`threatintel::stat_name`]
+    pub counters: BTreeMap<&'static str, u64>,
+    /// empty when no daemon wrote a feeds status
+    pub feeds: Vec<FeedStatus>,
+}
+
+impl ThreatIntelSummary {
+    /// None when no threat-intel maps are pinned under `pin_root`.
+    pub fn read_pinned(pin_root: &Path) -> Result<Option<ThreatIntelSummary>> {
+        let probe = pin_root.join("ti_blooms");
+        match std::fs::symlink_metadata(&probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("looking for {}", probe.display())),
+            Ok(_) => {}
+        }
+        let maps = ThreatIntelMaps::from_pins(pin_root)?;
+        let state = maps.state()?;
+        let stats = maps.stats()?;
+        Ok(Some(ThreatIntelSummary {
+            enabled: state.enabled,
+            generation: state.generation,
+            quarantine_vlan: state.quarantine_vlan,
+            iocs: maps.counts()?,
+            counters: (0..TI_STAT_COUNT)
+                .map(|i| (threatintel::stat_name(ti_stat(i as u32)), stats[i]))
+                .collect(),
+            feeds: read_feeds_status(pin_root)
+                .map(|f| f.feeds)
+                .unwrap_or_default(),
+        }))
+    }
+
+    /// (counter name, count) in ti_stat order.
+    pub fn counter_lines(&self) -> Vec<(&'static str, u64)> {
+        (0..TI_STAT_COUNT as u32)
+            .map(|i| {
+                let name = threatintel::stat_name(ti_stat(i));
+                (name, self.counters.get(name).copied().unwrap_or(0))
+            })
+            .collect()
+    }
+
+    /// "on, 1234 IOCs (1000 addresses, 234 networks), generation 1".
+    pub fn headline(&self) -> String {
+        let i = &self.iocs;
+        format!(
+            "{}, {} ({}, {}), generation {}",
+            if self.enabled { "on" } else { "off" },
+            counted(i.total() as u64, "IOC", "IOCs"),
+            counted((i.exact_v4 + i.exact_v6) as u64, "address", "addresses"),
+            counted((i.cidr_v4 + i.cidr_v6) as u64, "network", "networks"),
+            self.generation
+        )
+    }
+}
+
+/// The IPS blacklist as `stats` and `status` print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlacklistSummary {
+    /// entries blocking now
+    pub blocked: u64,
+    /// of which networks (the rest are addresses)
+    pub networks: u64,
+    /// of which until unblocked (the rest expire)
+    pub permanent: u64,
+}
+
+impl BlacklistSummary {
+    pub fn new(list: &[crate::maps::blacklist::Blocked]) -> Self {
+        BlacklistSummary {
+            blocked: list.len() as u64,
+            networks: list
+                .iter()
+                .filter(|b| b.net.prefix_len() < b.net.max_prefix_len())
+                .count() as u64,
+            permanent: list.iter().filter(|b| b.expires_in.is_none()).count() as u64,
+        }
+    }
+
+    /// None when no blacklist is pinned under `pin_root`.
+    pub fn read_pinned(pin_root: &Path) -> Result<Option<BlacklistSummary>> {
+        let probe = pin_root.join("ips_block_v4");
+        match std::fs::symlink_metadata(&probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("looking for {}", probe.display())),
+            Ok(_) => {}
+        }
+        let list = BlacklistMaps::from_pins(pin_root)?.list()?;
+        Ok(Some(BlacklistSummary::new(&list)))
+    }
+
+    /// "3 blocked (1 network), 2 until unblocked".
+    pub fn headline(&self) -> String {
+        format!(
+            "{} blocked ({}), {} until unblocked",
+            self.blocked,
+            counted(self.networks, "network", "networks"),
+            self.permanent
+        )
+    }
+}
+
+/// "1 network", "2 networks".
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The Prometheus endpoint and what was last published to it.
@@ -812,6 +1106,8 @@ mod tests {
                 reloads_failed: 1,
             },
             conntrack: None,
+            threatintel: None,
+            blacklist: None,
         }
     }
 
@@ -894,6 +1190,7 @@ mod tests {
                 r#"ebpfsentinel_xdp_firewall_packets_total{verdict="drop",reason="rule"} 6"#,
                 r#"ebpfsentinel_xdp_firewall_packets_total{verdict="drop",reason="default_policy"} 0"#,
                 r#"ebpfsentinel_xdp_firewall_packets_total{verdict="drop",reason="malformed"} 3"#,
+                r#"ebpfsentinel_xdp_firewall_packets_total{verdict="drop",reason="blocked"} 0"#,
             ],
         );
         expect(
@@ -1050,6 +1347,196 @@ mod tests {
         ] {
             assert!(gauges.contains(line), "{line} not in {gauges:#?}");
         }
+    }
+
+    #[test]
+    fn threatintel_and_ips_metrics_come_with_their_parts() {
+        use crate::feeds::{Ioc, TiAction};
+        use crate::maps::threatintel::MANUAL_FEED;
+        let recorder = recorder();
+        let exporter = Exporter::new(recorder.handle());
+        publish_all(&recorder, &exporter, &[synthetic()]);
+        let text = exporter.render();
+        assert!(
+            !text.contains("threatintel") && !text.contains("ips_"),
+            "{text}"
+        );
+
+        let mut stats = [0; TI_STAT_COUNT];
+        for (i, v) in stats.iter_mut().enumerate() {
+            *v = 100 + i as u64;
+        }
+        let ioc = |net: &str, feed_id| Ioc {
+            net: net.parse().unwrap(),
+            feed_id,
+            confidence: 100,
+            category: 0,
+            action: TiAction::Drop,
+        };
+        let installed = IocSet {
+            iocs: [
+                ioc("192.0.2.1/32", 0),
+                ioc("192.0.2.2/32", 0),
+                ioc("10.0.0.0/8", 1),
+                ioc("2001:db8::/32", MANUAL_FEED),
+            ]
+            .into_iter()
+            .map(|i| (i.net, i))
+            .collect(),
+            categories: Vec::new(),
+        };
+        let status = |id: &str, feed_id, entries, errors, last_refresh| FeedStatus {
+            id: id.into(),
+            feed_id,
+            entries,
+            errors,
+            last_refresh,
+            ..Default::default()
+        };
+        let file = FeedsFile {
+            feeds: vec![
+                status("feodo", 0, 2, 0, Some(1_700_000_000)),
+                status("drop", 1, 1, 3, None),
+                status("empty", 2, 0, 1, None),
+            ],
+            ..Default::default()
+        };
+        let ti = ThreatIntel::new(stats, &installed, Some(&file));
+        assert_eq!(
+            ti.iocs,
+            BTreeMap::from([
+                ("feodo".to_string(), 2),
+                ("drop".to_string(), 1),
+                ("empty".to_string(), 0),
+                ("manual".to_string(), 1),
+            ])
+        );
+        let snap = Snapshot {
+            threatintel: Some(ti),
+            blacklist: Some(Blacklist {
+                entries: 4,
+                blocks: 9,
+                expiries: 5,
+            }),
+            ..synthetic()
+        };
+        publish_all(&recorder, &exporter, &[snap]);
+        let text = exporter.render();
+        let fams = families(&text);
+        let samples = |name: &str| family(&fams, name).1.clone();
+        assert_eq!(
+            samples(TI_PACKETS),
+            set(&[
+                r#"ebpfsentinel_threatintel_packets_total{result="bloom_negative"} 101"#,
+                r#"ebpfsentinel_threatintel_packets_total{result="bloom_false_positive"} 102"#,
+                r#"ebpfsentinel_threatintel_packets_total{result="match_alert"} 103"#,
+                r#"ebpfsentinel_threatintel_packets_total{result="match_drop"} 104"#,
+                r#"ebpfsentinel_threatintel_packets_total{result="match_quarantine"} 105"#,
+                r#"ebpfsentinel_threatintel_packets_total{result="quarantine_failed"} 106"#,
+            ])
+        );
+        assert_eq!(
+            samples(TI_SEEN),
+            set(&["ebpfsentinel_threatintel_packets_seen_total 100"])
+        );
+        assert!(
+            samples(EVENTS).contains(r#"ebpfsentinel_events_total{program="tc_threatintel"} 107"#)
+        );
+        assert_eq!(
+            samples(TI_EVENTS_DROPPED),
+            set(&["ebpfsentinel_threatintel_events_dropped_total 108"])
+        );
+        assert_eq!(
+            samples(TI_IOCS),
+            set(&[
+                r#"ebpfsentinel_threatintel_iocs{feed="feodo"} 2"#,
+                r#"ebpfsentinel_threatintel_iocs{feed="drop"} 1"#,
+                r#"ebpfsentinel_threatintel_iocs{feed="empty"} 0"#,
+                r#"ebpfsentinel_threatintel_iocs{feed="manual"} 1"#,
+            ])
+        );
+        assert!(samples(TI_FEED_ERRORS)
+            .contains(r#"ebpfsentinel_threatintel_feed_errors_total{feed="drop"} 3"#));
+        assert!(samples(TI_FEED_ENTRIES)
+            .contains(r#"ebpfsentinel_threatintel_feed_entries{feed="feodo"} 2"#));
+        assert!(samples(TI_FEED_REFRESHED).contains(
+            r#"ebpfsentinel_threatintel_feed_last_refresh_timestamp_seconds{feed="feodo"} 1700000000"#
+        ));
+        assert_eq!(
+            samples(IPS_ENTRIES),
+            set(&["ebpfsentinel_ips_blacklist_entries 4"])
+        );
+        assert_eq!(
+            samples(IPS_BLOCKS),
+            set(&["ebpfsentinel_ips_blocks_total 9"])
+        );
+        assert_eq!(
+            samples(IPS_EXPIRIES),
+            set(&["ebpfsentinel_ips_expiries_total 5"])
+        );
+        for name in [TI_PACKETS, TI_IOCS, IPS_ENTRIES, IPS_BLOCKS] {
+            let (head, _) = family(&fams, name);
+            assert!(head[0].starts_with(&format!("# HELP {name} ")), "{head:?}");
+        }
+        // 12 base families, 10 of threat intel and the IPS (events_total is shared)
+        assert_eq!(fams.len(), 12 + 10, "{text}");
+    }
+
+    #[test]
+    fn every_ti_packet_moves_one_result() {
+        let names: BTreeSet<&str> = TI_RESULT_STATS
+            .iter()
+            .map(|s| threatintel::stat_name(*s))
+            .collect();
+        assert_eq!(names.len(), TI_RESULT_STATS.len());
+        assert!(!TI_RESULT_STATS.contains(&ti_stat::TI_STAT_SEEN));
+        assert!(!TI_RESULT_STATS.contains(&ti_stat::TI_STAT_EVENTS_SENT));
+    }
+
+    #[test]
+    fn threatintel_and_blacklist_summaries() {
+        use crate::maps::blacklist::Blocked;
+        use std::time::Duration;
+        let b = |net: &str, expires_in| Blocked {
+            net: net.parse().unwrap(),
+            expires_in,
+            reason: 0,
+        };
+        let s = BlacklistSummary::new(&[
+            b("192.0.2.1/32", None),
+            b("198.51.100.0/24", Some(Duration::from_secs(60))),
+            b("2001:db8::/32", None),
+        ]);
+        assert_eq!((s.blocked, s.networks, s.permanent), (3, 2, 2));
+        assert_eq!(s.headline(), "3 blocked (2 networks), 2 until unblocked");
+        assert_eq!(
+            BlacklistSummary::new(&[b("10.0.0.0/8", None)]).headline(),
+            "1 blocked (1 network), 1 until unblocked"
+        );
+        let mut counters = BTreeMap::new();
+        counters.insert("seen", 5);
+        let t = ThreatIntelSummary {
+            enabled: true,
+            generation: 1,
+            quarantine_vlan: 0,
+            iocs: IocCounts {
+                exact_v4: 3,
+                exact_v6: 1,
+                cidr_v4: 2,
+                cidr_v6: 0,
+            },
+            counters,
+            feeds: Vec::new(),
+        };
+        assert_eq!(
+            t.headline(),
+            "on, 6 IOCs (4 addresses, 2 networks), generation 1"
+        );
+        assert_eq!(t.counter_lines().len(), TI_STAT_COUNT);
+        assert_eq!(t.counter_lines()[0], ("seen", 5));
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["iocs"]["cidr_v4"], 2);
+        assert_eq!(json["counters"]["seen"], 5);
     }
 
     #[test]

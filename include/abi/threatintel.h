@@ -40,6 +40,8 @@ enum ti_limits {
 	TI_BLOOM_HASHES = 5,
 	/* ti_feeds slots: a feed's id is its index */
 	TI_MAX_FEEDS = 256,
+	/* keys staged per run of ti_bloom_fill */
+	TI_BLOOM_STAGE = 1 << 16,
 	IPS_MAX_BLOCKED = 1 << 18,
 	IPS_MAX_BLOCKED_CIDRS = 1 << 16,
 };
@@ -113,6 +115,18 @@ enum ti_stat {
 };
 
 /*
+ * ti_bloom_fill_ctl[0]: a bulk fill of a Bloom filter. Userspace writes `count` keys into
+ * ti_bloom_stage, sets gen and count, and runs ti_bloom_fill (BPF_PROG_TEST_RUN): one push per
+ * key in the kernel instead of one syscall per key. pushed/failed are the run's answer.
+ */
+struct ti_bloom_fill_ctl {
+	__u32 gen;
+	__u32 count;
+	__u32 pushed;
+	__u32 failed;
+};
+
+/*
  * IPS blacklist: xdp_firewall drops a source listed here before anything else. Exact
  * addresses in a hash, CIDR blocks in a trie (walked only while ips_settings says one exists).
  */
@@ -144,5 +158,6 @@ _Static_assert(sizeof(struct ti_lpm_v4_key) == 8, "ti_lpm_v4_key layout");
 _Static_assert(sizeof(struct ti_lpm_v6_key) == 20, "ti_lpm_v6_key layout");
 _Static_assert(sizeof(struct ti_settings) == 8, "ti_settings layout");
 _Static_assert(sizeof(struct ips_block) == 16, "ips_block layout");
+_Static_assert(sizeof(struct ti_bloom_fill_ctl) == 16, "ti_bloom_fill_ctl layout");
 
 #endif

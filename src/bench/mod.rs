@@ -6,6 +6,7 @@ pub mod events;
 pub mod firewall;
 pub mod ratelimit;
 pub mod reload;
+pub mod threatintel;
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::Ipv4Addr;

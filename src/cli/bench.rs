@@ -32,6 +32,13 @@ enum BenchWhat {
     /// The conntrack fast path: an established flow's reply through xdp_firewall against the
     /// same packet evaluated by 4096 rules, and tc_conntrack's cost per packet.
     Conntrack,
+    /// tc_threatintel: loading the shipped feeds and 1M synthetic IOCs, and ns per packet
+    /// for a clean packet and an IOC hit against the stage with an empty set.
+    Threatintel {
+        /// Where the real feed files are.
+        #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/feeds"))]
+        feeds: PathBuf,
+    },
     /// Reload time (compile, write the inactive generation, flip, retire the old one) for 100k
     /// and 1M CIDR entries.
     Reload,
@@ -52,6 +59,7 @@ pub fn execute(args: BenchArgs) -> Result<Outcome> {
     match args.what {
         BenchWhat::Firewall { max_cidrs } => bench::firewall::run(args.repeat, max_cidrs, json)?,
         BenchWhat::Conntrack => bench::conntrack::run(args.repeat, json)?,
+        BenchWhat::Threatintel { feeds } => bench::threatintel::run(args.repeat, &feeds, json)?,
         BenchWhat::Reload => bench::reload::run(json)?,
         BenchWhat::Events => bench::events::run(json)?,
         BenchWhat::Ratelimit { max_sources } => {

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 mod bench;
+mod block;
 mod check;
 mod ct;
 mod down;
@@ -11,6 +12,7 @@ mod reload;
 mod run;
 mod stats;
 mod status;
+mod ti;
 
 use std::path::PathBuf;
 
@@ -39,6 +41,10 @@ enum Command {
     Down(down::DownArgs),
     Ratelimit(ratelimit::RateLimitArgs),
     Ct(ct::CtArgs),
+    Block(block::BlockArgs),
+    Unblock(block::UnblockArgs),
+    Blocked(block::BlockedArgs),
+    Ti(ti::TiArgs),
     Status(status::StatusArgs),
     Stats(stats::StatsArgs),
     Bench(bench::BenchArgs),
@@ -63,6 +69,10 @@ impl Cli {
             Command::Down(a) => down::execute(a),
             Command::Ratelimit(a) => ratelimit::execute(a),
             Command::Ct(a) => ct::execute(a),
+            Command::Block(a) => block::block(a),
+            Command::Unblock(a) => block::unblock(a),
+            Command::Blocked(a) => block::blocked(a),
+            Command::Ti(a) => ti::execute(a),
             Command::Status(a) => status::execute(a),
             Command::Stats(a) => stats::execute(a),
             Command::Bench(a) => bench::execute(a),

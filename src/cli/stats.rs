@@ -10,7 +10,8 @@ use super::Outcome;
 use crate::abi::fw_stat;
 use crate::maps::firewall::FirewallMaps;
 use crate::metrics::{
-    stat_label, ConntrackSummary, ConsumerCounters, RuleHits, Snapshot, VERDICT_STATS,
+    stat_label, BlacklistSummary, ConntrackSummary, ConsumerCounters, RuleHits, Snapshot,
+    ThreatIntelSummary, VERDICT_STATS,
 };
 use crate::state;
 
@@ -27,7 +28,8 @@ use crate::state;
 /// ruleset was applied.
 ///
 /// When a conntrack table is pinned too, it adds its entries by protocol and state and the
-/// conntrack counters.
+/// conntrack counters; when threat-intel maps are, the IOCs they hold, tc_threatintel's
+/// counters and the daemon's feeds; and the IPS blacklist's size.
 ///
 /// Exits 1 when nothing is pinned at the pin root.
 #[derive(Debug, clap::Args)]
@@ -37,8 +39,10 @@ pub struct StatsArgs {
     pin_root: PathBuf,
     /// Print one JSON object: {generation, packets: {verdict: {reason: n}}, seen, events:
     /// {sent, dropped}, rules: [{id, packets, bytes}], conntrack: {entries, by_state: {proto:
-    /// {state: n}}, counters: {name: n}}}; rules is null when the ids are unknown, conntrack
-    /// absent when no conntrack table is pinned.
+    /// {state: n}}, counters: {name: n}}, threatintel: {enabled, generation, quarantine_vlan,
+    /// iocs: {exact_v4, exact_v6, cidr_v4, cidr_v6}, counters: {name: n}, feeds: [...]},
+    /// blacklist: {blocked, networks, permanent}}; rules is null when the ids are unknown,
+    /// conntrack, threatintel and blacklist absent when their maps are not pinned.
     #[arg(long)]
     json: bool,
 }
@@ -61,6 +65,10 @@ struct Stats {
     rules_unavailable: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     conntrack: Option<ConntrackSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threatintel: Option<ThreatIntelSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blacklist: Option<BlacklistSummary>,
 }
 
 /// The rule ids of `generation`, by rank, or why they are unknown.
@@ -123,6 +131,8 @@ fn read(pin_root: &Path, maps: &FirewallMaps) -> Result<Stats> {
         rules,
         rules_unavailable,
         conntrack: None,
+        threatintel: None,
+        blacklist: None,
     })
 }
 
@@ -164,6 +174,26 @@ fn print_text(pin_root: &Path, s: &Stats) {
     }
     if let Some(ct) = &s.conntrack {
         print_conntrack(ct);
+    }
+    if let Some(ti) = &s.threatintel {
+        print_threatintel(ti);
+    }
+    if let Some(bl) = &s.blacklist {
+        println!("ips blacklist: {}", bl.headline());
+    }
+}
+
+fn print_threatintel(ti: &ThreatIntelSummary) {
+    println!("threat intel: {}", ti.headline());
+    println!("{:<25} {:>14}", "threat-intel counter", "count");
+    for (name, n) in ti.counter_lines() {
+        println!("{name:<25} {n:>14}");
+    }
+    for f in &ti.feeds {
+        match &f.last_error {
+            Some(e) => println!("feed {}: {} entries, last error: {e}", f.id, f.entries),
+            None => println!("feed {}: {} entries", f.id, f.entries),
+        }
     }
 }
 
@@ -207,6 +237,8 @@ pub fn execute(args: StatsArgs) -> Result<Outcome> {
     let maps = FirewallMaps::from_pins(&args.pin_root)?;
     let mut stats = read(&args.pin_root, &maps)?;
     stats.conntrack = ConntrackSummary::read_pinned(&args.pin_root)?;
+    stats.threatintel = ThreatIntelSummary::read_pinned(&args.pin_root)?;
+    stats.blacklist = BlacklistSummary::read_pinned(&args.pin_root)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {

@@ -9,13 +9,13 @@ use crate::abi::{fw_stat, rl_stat};
 use crate::links::{self, XdpAttachment};
 use crate::maps::firewall::FirewallMaps;
 use crate::maps::ratelimit::RateLimitMaps;
-use crate::metrics::{self, ConntrackSummary};
+use crate::metrics::{self, BlacklistSummary, ConntrackSummary, ThreatIntelSummary};
 use crate::state::{self, MapLevel};
 
 /// Show what enforces traffic under a pin root: the daemon (or "not running (enforcement
 /// pinned)"), every interface with its attach mode and program id, the ruleset generation,
-/// map fill levels, packets by verdict, hits per rule, and the conntrack table's entries and
-/// counters when one is pinned.
+/// map fill levels, packets by verdict, hits per rule, the conntrack table's entries and
+/// counters when one is pinned, threat intel (IOCs, counters, feeds) and the IPS blacklist.
 ///
 /// Exits 1 when no daemon runs and nothing is pinned.
 #[derive(Debug, clap::Args)]
@@ -57,6 +57,10 @@ struct Status {
     ratelimit: Vec<(String, u64)>,
     /// null when no conntrack table is pinned
     conntrack: Option<ConntrackSummary>,
+    /// null when no threat-intel maps are pinned
+    threatintel: Option<ThreatIntelSummary>,
+    /// null when no blacklist is pinned
+    blacklist: Option<BlacklistSummary>,
     kernel: crate::features::Features,
 }
 
@@ -161,6 +165,8 @@ pub fn execute(args: StatusArgs) -> Result<Outcome> {
             })
             .unwrap_or_default(),
         conntrack: ConntrackSummary::read_pinned(root).ok().flatten(),
+        threatintel: ThreatIntelSummary::read_pinned(root).ok().flatten(),
+        blacklist: BlacklistSummary::read_pinned(root).ok().flatten(),
         kernel: crate::features::probe(),
     };
     let found = status.daemon_pid.is_some() || status.pinned;
@@ -233,6 +239,21 @@ fn print_text(status: &Status) {
         for (name, n) in ct.counter_lines() {
             println!("  {name:<24} {n}");
         }
+    }
+    if let Some(ti) = &status.threatintel {
+        println!("threat intel: {}", ti.headline());
+        for (name, n) in ti.counter_lines() {
+            println!("  {name:<24} {n}");
+        }
+        for f in &ti.feeds {
+            match &f.last_error {
+                Some(e) => println!("  feed {:<19} {} entries, last error: {e}", f.id, f.entries),
+                None => println!("  feed {:<19} {} entries", f.id, f.entries),
+            }
+        }
+    }
+    if let Some(bl) = &status.blacklist {
+        println!("ips blacklist: {}", bl.headline());
     }
     if !status.rules.is_empty() {
         println!("rule hits (packets, bytes):");

@@ -14,11 +14,10 @@ use libbpf_rs::{ErrorKind, MapCore, MapFlags, MapHandle, Object};
 
 use super::conntrack::monotonic_ns;
 use super::open_pinned;
-use super::threatintel::{addr_key, count_entries, decode_addr_key, read_all, AddrMap};
-use crate::abi::{
-    self, bytes_of, ips_block, ips_settings, ips_settings_flags, ti_limits, ti_lpm_v4_key,
-    ti_lpm_v6_key,
+use super::threatintel::{
+    addr_key, count_entries, decode_addr_key, for_each_entry, read_all, AddrMap,
 };
+use crate::abi::{self, bytes_of, ips_block, ips_settings, ips_settings_flags, ti_limits};
 
 /// Every blacklist map (declared by xdp_firewall), by the name it is pinned under.
 pub const BLACKLIST_MAP_NAMES: [&str; 5] = [
@@ -247,7 +246,7 @@ impl BlacklistMaps {
                 out.extend(decode(net, &b, now));
             }
         }
-        out.sort_by(|a, b| (a.net.addr().is_ipv6(), a.net).cmp(&(b.net.addr().is_ipv6(), b.net)));
+        out.sort_by_key(|a| (a.net.addr().is_ipv6(), a.net));
         Ok(out)
     }
 
@@ -256,42 +255,41 @@ impl BlacklistMaps {
         self.sets.iter().map(count_entries).sum()
     }
 
-    /// Whether an address is blocked now, and by which entry's reason and expiry (the exact
-    /// entry first, then the longest CIDR).
+    /// The entry that blocks an address now, if one does: its own, else the longest live
+    /// network containing it.
     pub fn blocked(&self, ip: IpAddr) -> Result<Option<Blocked>> {
         let now = monotonic_ns();
         let host = IpNet::from(ip);
         let (exact, key) = addr_key(&host);
-        // A trie key at full length: the trie answers with the longest prefix containing it.
-        let (lpm, lpm_key) = match ip {
-            IpAddr::V4(a) => (
-                AddrMap::LpmV4,
-                bytes_of(&ti_lpm_v4_key {
-                    prefixlen: 32,
-                    addr: a.octets(),
-                })
-                .to_vec(),
-            ),
-            IpAddr::V6(a) => (
-                AddrMap::LpmV6,
-                bytes_of(&ti_lpm_v6_key {
-                    prefixlen: 128,
-                    addr: a.octets(),
-                })
-                .to_vec(),
-            ),
+        let own = self.sets[exact as usize]
+            .lookup(&key, MapFlags::ANY)
+            .context("reading the blacklist")?
+            .and_then(|v| abi::read::<ips_block>(&v))
+            .and_then(|b| decode(host, &b, now));
+        if own.is_some() {
+            return Ok(own);
+        }
+        let trie = if ip.is_ipv4() {
+            AddrMap::LpmV4
+        } else {
+            AddrMap::LpmV6
         };
-        for (m, k) in [(exact, key), (lpm, lpm_key)] {
-            let v = self.sets[m as usize]
-                .lookup(&k, MapFlags::ANY)
-                .context("reading the blacklist")?;
-            if let Some(b) = v.and_then(|v| abi::read::<ips_block>(&v)) {
-                if let Some(found) = decode(host, &b, now) {
-                    return Ok(Some(found));
+        let mut best: Option<Blocked> = None;
+        for_each_entry(&self.sets[trie as usize], |k, v| {
+            let found = decode_addr_key(trie, k)
+                .filter(|net| net.contains(&ip))
+                .zip(abi::read::<ips_block>(v))
+                .and_then(|(net, b)| decode(net, &b, now));
+            if let Some(f) = found {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| b.net.prefix_len() < f.net.prefix_len())
+                {
+                    best = Some(f);
                 }
             }
-        }
-        Ok(None)
+        })?;
+        Ok(best)
     }
 
     /// Removes the entries past their expiry; returns how many this call removed.
@@ -313,7 +311,7 @@ impl BlacklistMaps {
                     .lookup(k, MapFlags::ANY)
                     .context("reading the blacklist")?
                     .and_then(|v| abi::read::<ips_block>(&v));
-                if !fresh.is_some_and(|b| !live(&b, monotonic_ns())) {
+                if fresh.is_none_or(|b| live(&b, monotonic_ns())) {
                     continue;
                 }
                 match map.delete(k) {

@@ -3,12 +3,14 @@
 //! feeds status file the daemon keeps for `ti feeds`.
 //!
 //! A Bloom filter can neither delete nor be emptied from userspace, so a refresh never reuses
-//! one: it creates a fresh filter map, fills it with every IOC of the new set, swaps it into the
-//! inactive generation's slot of the `ti_blooms` map-in-map, writes that generation's settings
-//! and flips `ti_active_gen`. The hashes and tries are shared by both generations and change by
-//! the diff alone: added and changed IOCs before the flip, removed ones after it.
+//! one: it creates a fresh filter map, swaps it into the inactive generation's slot of the
+//! `ti_blooms` map-in-map (no packet looks there), fills it with every IOC of the new set (in
+//! the kernel with the object's `ti_bloom_fill` loader where the handle has it, else one
+//! syscall per key), writes that generation's settings and flips `ti_active_gen`. The hashes
+//! and tries are shared by both generations and change by the diff alone: added and changed
+//! IOCs before the flip, removed ones after it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
@@ -24,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use super::{delete_keys, open_pinned, percpu_sum_u64, put_all, Entries};
 pub use crate::abi::TI_STAT_COUNT;
 use crate::abi::{
-    self, bytes_of, ti_bloom_key, ti_bloom_kind, ti_ioc, ti_limits, ti_lpm_v4_key, ti_lpm_v6_key,
-    ti_settings, ti_settings_flags, ti_stat, ti_v4_key, ti_v6_key,
+    self, bytes_of, ti_bloom_fill_ctl, ti_bloom_key, ti_bloom_kind, ti_ioc, ti_limits,
+    ti_lpm_v4_key, ti_lpm_v6_key, ti_settings, ti_settings_flags, ti_stat, ti_v4_key, ti_v6_key,
 };
 use crate::feeds::{Ioc, IocSet, TiAction};
 
@@ -59,6 +61,8 @@ pub const MAX_EXACT: usize = ti_limits::TI_MAX_EXACT.0 as usize;
 /// CIDR IOCs per family.
 pub const MAX_CIDRS: usize = ti_limits::TI_MAX_CIDRS.0 as usize;
 pub const BLOOM_HASHES: u32 = ti_limits::TI_BLOOM_HASHES.0;
+/// Keys one run of the bulk loader pushes.
+const BLOOM_STAGE: usize = ti_limits::TI_BLOOM_STAGE.0 as usize;
 
 /// Entries per batch lookup when reading a hash back (more than one hash bucket holds).
 const LOOKUP_BATCH: u32 = 4096;
@@ -84,15 +88,7 @@ pub fn action_of(code: u8) -> Option<TiAction> {
     }
 }
 
-/// alert, drop, quarantine: as the config and the CLI spell them.
-pub fn action_name(a: TiAction) -> &'static str {
-    match a {
-        TiAction::Alert => "alert",
-        TiAction::Drop => "drop",
-        TiAction::Quarantine => "quarantine",
-    }
-}
-
+/// alert, drop or quarantine, any case.
 pub fn parse_action(s: &str) -> std::result::Result<TiAction, String> {
     match s.to_ascii_lowercase().as_str() {
         "alert" => Ok(TiAction::Alert),
@@ -372,33 +368,6 @@ pub fn settings_for<'a>(
     }
 }
 
-/// The IOCs that differ between what the kernel holds and what it should hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IocDiff<'a> {
-    /// new networks, and networks whose metadata changed
-    pub upserts: Vec<&'a Ioc>,
-    /// networks no longer listed
-    pub removed: Vec<IpNet>,
-}
-
-pub fn diff<'a>(
-    installed: &BTreeMap<IpNet, Ioc>,
-    desired: &'a BTreeMap<IpNet, Ioc>,
-) -> IocDiff<'a> {
-    IocDiff {
-        upserts: desired
-            .iter()
-            .filter(|(net, ioc)| installed.get(net) != Some(*ioc))
-            .map(|(_, ioc)| ioc)
-            .collect(),
-        removed: installed
-            .keys()
-            .filter(|net| !desired.contains_key(net))
-            .copied()
-            .collect(),
-    }
-}
-
 /// Everything one refresh writes, by address map (in [`AddrMap::ALL`] order).
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -412,19 +381,20 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The writes that turn `installed` into `desired`; refuses a set the maps cannot hold.
+    /// The writes that turn `installed` into `desired` (their [`IocSet::diff`], and the whole
+    /// of `desired` for the new filter); refuses a set the maps cannot hold.
     pub fn new(
-        installed: &BTreeMap<IpNet, Ioc>,
-        desired: &BTreeMap<IpNet, Ioc>,
+        installed: &IocSet,
+        desired: &IocSet,
         enabled: bool,
         quarantine_vlan: u16,
     ) -> Result<Plan> {
         let mut plan = Plan {
-            settings: settings_for(desired.keys(), enabled, quarantine_vlan),
+            settings: settings_for(desired.iocs.keys(), enabled, quarantine_vlan),
             ..Plan::default()
         };
         let mut bloom: Vec<[u8; 20]> = Vec::with_capacity(desired.len());
-        for net in desired.keys() {
+        for net in desired.iocs.keys() {
             plan.counts[AddrMap::of(net) as usize] += 1;
             bloom.extend(bloom_cover(net).keys().iter().map(bloom_bytes));
         }
@@ -451,9 +421,9 @@ impl Plan {
                 bloom.len()
             );
         }
-        plan.bloom = bloom.iter().map(|b| bloom_from_bytes(b)).collect();
-        let d = diff(installed, desired);
-        for ioc in d.upserts {
+        plan.bloom = bloom.iter().map(bloom_from_bytes).collect();
+        let d = installed.diff(desired);
+        for ioc in &d.added_or_changed {
             let (m, key) = addr_key(&ioc.net);
             plan.upserts[m as usize].push((key, bytes_of(&ioc_value(ioc)).to_vec()));
         }
@@ -497,14 +467,110 @@ pub trait BloomSlots: Send + Sync {
     fn probe(&self, gen: u32, key: &ti_bloom_key) -> Result<Option<bool>>;
 }
 
+/// `ti_bloom_fill`, the object's bulk loader (never attached), and its maps: it pushes keys
+/// staged in an array into a generation's filter in the kernel, one BPF_PROG_TEST_RUN per
+/// TI_BLOOM_STAGE keys instead of one syscall per key.
+pub struct BulkFiller {
+    prog: std::os::fd::OwnedFd,
+    stage: MapHandle,
+    ctl: MapHandle,
+}
+
+impl BulkFiller {
+    /// The loader of a loaded tc_threatintel object; None when it has none.
+    pub fn from_object(obj: &Object) -> Result<Option<BulkFiller>> {
+        let Some(prog) = obj.progs().find(|p| p.name() == "ti_bloom_fill") else {
+            return Ok(None);
+        };
+        let map = |name: &str| -> Result<MapHandle> {
+            let m = obj
+                .maps()
+                .find(|m| m.name() == name)
+                .with_context(|| format!("the threat-intel object has no map {name}"))?;
+            MapHandle::try_from(&m).with_context(|| format!("duplicating map {name}"))
+        };
+        Ok(Some(BulkFiller {
+            prog: prog
+                .as_fd()
+                .try_clone_to_owned()
+                .context("duplicating ti_bloom_fill")?,
+            stage: map("ti_bloom_stage")?,
+            ctl: map("ti_bloom_fill_ctl")?,
+        }))
+    }
+
+    /// Pushes up to TI_BLOOM_STAGE keys into generation `gen`'s filter; returns how many went
+    /// in.
+    fn run(&self, gen: u32, keys: &[ti_bloom_key]) -> Result<u32> {
+        let count = keys.len().min(BLOOM_STAGE);
+        let indexes: Vec<u8> = (0..count as u32).flat_map(u32::to_ne_bytes).collect();
+        let values: Vec<u8> = keys[..count]
+            .iter()
+            .flat_map(|k| bytes_of(k).iter().copied())
+            .collect();
+        if self
+            .stage
+            .update_batch(
+                &indexes,
+                &values,
+                count as u32,
+                MapFlags::ANY,
+                MapFlags::ANY,
+            )
+            .is_err()
+        {
+            for (i, k) in keys[..count].iter().enumerate() {
+                self.stage
+                    .update(&(i as u32).to_ne_bytes(), bytes_of(k), MapFlags::ANY)
+                    .context("staging Bloom filter keys")?;
+            }
+        }
+        let ctl = ti_bloom_fill_ctl {
+            r#gen,
+            count: count as u32,
+            pushed: 0,
+            failed: 0,
+        };
+        self.ctl
+            .update(&0u32.to_ne_bytes(), bytes_of(&ctl), MapFlags::ANY)
+            .context("writing ti_bloom_fill_ctl")?;
+        // an XDP program runs on a frame: any will do
+        let frame = [0u8; 64];
+        let mut opts = libbpf_rs::libbpf_sys::bpf_test_run_opts {
+            sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_test_run_opts>() as _,
+            data_in: frame.as_ptr().cast(),
+            data_size_in: frame.len() as u32,
+            repeat: 1,
+            ..Default::default()
+        };
+        // SAFETY: `opts` points at `frame`, which outlives the call; no output buffers.
+        let rc = unsafe {
+            libbpf_rs::libbpf_sys::bpf_prog_test_run_opts(self.prog.as_raw_fd(), &mut opts)
+        };
+        if rc < 0 {
+            return Err(std::io::Error::from_raw_os_error(-rc))
+                .context("running ti_bloom_fill (BPF_PROG_TEST_RUN)");
+        }
+        let done: ti_bloom_fill_ctl = self
+            .ctl
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .context("reading ti_bloom_fill_ctl")?
+            .and_then(|v| abi::read(&v))
+            .context("ti_bloom_fill_ctl has no slot 0")?;
+        Ok(done.pushed)
+    }
+}
+
 /// `ti_blooms`: an ARRAY_OF_MAPS of BLOOM_FILTER maps, one slot per generation.
 pub struct MapInMapBlooms {
     outer: MapHandle,
+    filler: Option<BulkFiller>,
 }
 
 impl MapInMapBlooms {
-    pub fn new(outer: MapHandle) -> Self {
-        MapInMapBlooms { outer }
+    /// Fills filters with syscalls, or with `filler` where there is one.
+    pub fn new(outer: MapHandle, filler: Option<BulkFiller>) -> Self {
+        MapInMapBlooms { outer, filler }
     }
 
     /// The filter in `gen`'s slot, None when the slot is empty.
@@ -526,35 +592,49 @@ impl MapInMapBlooms {
             .map(Some)
     }
 
-    /// A new empty filter shaped like the ones in the slots (the kernel refuses another shape),
-    /// or like the object declares them when both slots are empty.
+    /// A new empty filter shaped like the one in a slot, with its BTF: the kernel refuses an
+    /// inner map of another shape, and before Linux 6.2 also one created without the BTF the
+    /// object's filters have (their timer offset differs). Shaped as the object declares the
+    /// filters when both slots are empty.
     fn create(&self) -> Result<MapHandle> {
-        let mut shape = (
-            std::mem::size_of::<ti_bloom_key>() as u32,
-            MAX_BLOOM as u32,
-            0u32,
-            u64::from(BLOOM_HASHES),
-        );
-        for gen in 0..abi::GENERATIONS {
-            if let Some(m) = self.inner(gen)? {
-                let info = m.info().context("reading a Bloom filter's shape")?.info;
-                shape = (
-                    info.value_size,
-                    info.max_entries,
-                    info.map_flags,
-                    info.map_extra,
-                );
-                break;
-            }
-        }
-        let (value_size, max_entries, map_flags, map_extra) = shape;
-        let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
+        let sys = libbpf_rs::libbpf_sys::bpf_map_create_opts {
             sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
-            map_flags,
-            map_extra,
+            map_extra: u64::from(BLOOM_HASHES),
             ..Default::default()
         };
-        MapHandle::create(
+        let (mut opts, mut value_size, mut max_entries) = (
+            sys,
+            std::mem::size_of::<ti_bloom_key>() as u32,
+            MAX_BLOOM as u32,
+        );
+        let mut btf: Option<std::os::fd::OwnedFd> = None;
+        for gen in 0..abi::GENERATIONS {
+            let Some(m) = self.inner(gen)? else {
+                continue;
+            };
+            let info = m.info().context("reading a Bloom filter's shape")?.info;
+            value_size = info.value_size;
+            max_entries = info.max_entries;
+            opts.map_flags = info.map_flags;
+            opts.map_extra = info.map_extra;
+            if info.btf_id != 0 {
+                // SAFETY: plain syscall wrapper; a non-negative result is a new descriptor we
+                // own.
+                let fd = unsafe { libbpf_rs::libbpf_sys::bpf_btf_get_fd_by_id(info.btf_id) };
+                if fd >= 0 {
+                    // SAFETY: `fd` was just returned to us and is owned by nothing else.
+                    let owned = unsafe {
+                        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+                    };
+                    opts.btf_fd = owned.as_raw_fd() as u32;
+                    opts.btf_key_type_id = info.btf_key_type_id;
+                    opts.btf_value_type_id = info.btf_value_type_id;
+                    btf = Some(owned);
+                }
+            }
+            break;
+        }
+        let created = MapHandle::create(
             MapType::BloomFilter,
             Some("ti_bloom"),
             0,
@@ -562,7 +642,9 @@ impl MapInMapBlooms {
             max_entries,
             &opts,
         )
-        .context("creating a Bloom filter map")
+        .context("creating a Bloom filter map");
+        drop(btf);
+        created
     }
 }
 
@@ -611,13 +693,31 @@ fn fill_bloom(map: &MapHandle, keys: &[ti_bloom_key], progress: Progress<'_>) ->
 }
 
 impl BloomSlots for MapInMapBlooms {
+    /// The fresh filter goes into the slot first (the generation is not the active one), then
+    /// it is filled: by the bulk loader where there is one, which finds it there.
     fn replace(&self, gen: u32, keys: &[ti_bloom_key], progress: Progress<'_>) -> Result<()> {
         let fresh = self.create()?;
-        fill_bloom(&fresh, keys, progress)?;
         let fd = fresh.as_fd().as_raw_fd() as u32;
         self.outer
             .update(&gen.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
-            .with_context(|| format!("swapping the new Bloom filter into ti_blooms[{gen}]"))
+            .with_context(|| format!("swapping a new Bloom filter into ti_blooms[{gen}]"))?;
+        let Some(filler) = &self.filler else {
+            return fill_bloom(&fresh, keys, progress);
+        };
+        let mut done = 0;
+        for chunk in keys.chunks(BLOOM_STAGE) {
+            let pushed = filler.run(gen, chunk)? as usize;
+            if pushed < chunk.len() {
+                // whatever the loader could not push (a filter not found): one by one
+                fill_bloom(&fresh, chunk, &mut |_, _, _| {})?;
+            }
+            done += chunk.len();
+            progress("bloom", done, keys.len());
+        }
+        if keys.is_empty() {
+            progress("bloom", 0, 0);
+        }
+        Ok(())
         // `fresh` closes here: the slot keeps the filter alive.
     }
 
@@ -643,10 +743,11 @@ impl BloomSlots for MapInMapBlooms {
     }
 }
 
-/// Every (key, value) of a map by batch lookups, resumed across partial batches (a hash
-/// answers bucket by bucket, and a batch ends early where the next bucket does not fit); None
-/// when the kernel has no batch lookup for the map's type.
-fn lookup_batch_all(map: &MapHandle) -> Result<Option<Entries>> {
+/// Hands every (key, value) of a map to `each`, read by batch lookups resumed across partial
+/// batches (a hash answers bucket by bucket, and a batch ends early where the next bucket does
+/// not fit); false, having handed nothing, when the kernel has no batch lookup for the map's
+/// type.
+fn for_each_batched(map: &MapHandle, mut each: impl FnMut(&[u8], &[u8])) -> Result<bool> {
     let key_size = map.key_size() as usize;
     let value_size = map.value_size() as usize;
     let mut batch = LOOKUP_BATCH as usize;
@@ -657,7 +758,6 @@ fn lookup_batch_all(map: &MapHandle) -> Result<Option<Entries>> {
     let mut in_token = vec![0u8; token_size];
     let mut out_token = vec![0u8; token_size];
     let mut first = true;
-    let mut out = Vec::new();
     loop {
         let mut count = batch as u32;
         let opts = libbpf_rs::libbpf_sys::bpf_map_batch_opts {
@@ -683,13 +783,14 @@ fn lookup_batch_all(map: &MapHandle) -> Result<Option<Entries>> {
             )
         };
         let errno = if rc < 0 { -rc } else { 0 };
-        let count = (count as usize).min(batch);
         if errno == 0 || errno == libc::ENOENT {
-            for i in 0..count {
-                out.push((
-                    keys[i * key_size..(i + 1) * key_size].to_vec(),
-                    values[i * value_size..(i + 1) * value_size].to_vec(),
-                ));
+            let count = (count as usize).min(batch);
+            for (k, v) in keys
+                .chunks_exact(key_size)
+                .zip(values.chunks_exact(value_size))
+                .take(count)
+            {
+                each(k, v);
             }
         }
         match errno {
@@ -697,30 +798,29 @@ fn lookup_batch_all(map: &MapHandle) -> Result<Option<Entries>> {
                 in_token.copy_from_slice(&out_token);
                 first = false;
             }
-            libc::ENOENT => return Ok(Some(out)),
+            libc::ENOENT => return Ok(true),
             // one bucket holds more than a batch: a larger batch
             libc::ENOSPC if batch < (1 << 20) => {
                 batch *= 2;
                 keys.resize(key_size * batch, 0);
                 values.resize(value_size * batch, 0);
             }
-            libc::EINVAL | libc::ENOTSUP | libc::EOPNOTSUPP | 524 if first => return Ok(None),
+            // EINVAL, EOPNOTSUPP, ENOTSUPP (524): no batch operations for this map type
+            libc::EINVAL | libc::EOPNOTSUPP | 524 if first => return Ok(false),
             e => {
-                return Err(std::io::Error::from_raw_os_error(e)).with_context(|| {
-                    format!("batch lookup in {}", map.name().to_string_lossy())
-                })
+                return Err(std::io::Error::from_raw_os_error(e))
+                    .with_context(|| format!("batch lookup in {}", map.name().to_string_lossy()))
             }
         }
     }
 }
 
-/// Every (key, value) of a hash or trie: batch lookups where the kernel has them, else a walk
-/// of the keys (a key deleted meanwhile is skipped).
-pub(crate) fn read_all(map: &MapHandle) -> Result<Entries> {
-    if let Some(all) = lookup_batch_all(map)? {
-        return Ok(all);
+/// Hands every (key, value) of a hash or trie to `each`: batch lookups where the kernel has
+/// them, else a walk of the keys (a key deleted meanwhile is skipped).
+pub(crate) fn for_each_entry(map: &MapHandle, mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
+    if for_each_batched(map, &mut each)? {
+        return Ok(());
     }
-    let mut raw = Vec::new();
     let mut seen = HashSet::new();
     for k in map.keys() {
         if !seen.insert(k.clone()) {
@@ -730,18 +830,24 @@ pub(crate) fn read_all(map: &MapHandle) -> Result<Entries> {
             .lookup(&k, MapFlags::ANY)
             .with_context(|| format!("reading {}", map.name().to_string_lossy()))?
         {
-            raw.push((k, v));
+            each(&k, &v);
         }
     }
-    Ok(raw)
+    Ok(())
+}
+
+/// Every (key, value) of a hash or trie.
+pub(crate) fn read_all(map: &MapHandle) -> Result<Entries> {
+    let mut out = Vec::new();
+    for_each_entry(map, |k, v| out.push((k.to_vec(), v.to_vec())))?;
+    Ok(out)
 }
 
 /// Entries of a map, counted.
 pub(crate) fn count_entries(map: &MapHandle) -> Result<usize> {
-    Ok(match lookup_batch_all(map)? {
-        Some(all) => all.len(),
-        None => map.keys().count(),
-    })
+    let mut n = 0;
+    for_each_entry(map, |_, _| n += 1)?;
+    Ok(n)
 }
 
 /// The active generation's settings as the kernel reads them.
@@ -810,13 +916,16 @@ pub struct ThreatIntelMaps {
     stats: MapHandle,
     /// what the hashes and tries hold, as far as this process knows; None until first needed
     /// (then read back from the kernel) and after a failed write
-    installed: Mutex<Option<BTreeMap<IpNet, Ioc>>>,
+    installed: Mutex<Option<IocSet>>,
 }
 
 impl ThreatIntelMaps {
-    fn open(mut get: impl FnMut(&str) -> Result<MapHandle>) -> Result<Self> {
+    fn open(
+        mut get: impl FnMut(&str) -> Result<MapHandle>,
+        filler: Option<BulkFiller>,
+    ) -> Result<Self> {
         Ok(ThreatIntelMaps {
-            blooms: Box::new(MapInMapBlooms::new(get("ti_blooms")?)),
+            blooms: Box::new(MapInMapBlooms::new(get("ti_blooms")?, filler)),
             sets: [
                 get("ti_ioc_v4")?,
                 get("ti_ioc_v6")?,
@@ -830,21 +939,26 @@ impl ThreatIntelMaps {
         })
     }
 
+    /// The maps of a loaded tc_threatintel object, filling filters with its bulk loader.
     pub fn from_object(obj: &Object) -> Result<Self> {
-        Self::open(|name| {
-            let map = obj
-                .maps()
-                .find(|m| m.name() == name)
-                .with_context(|| format!("the threat-intel object has no map {name}"))?;
-            MapHandle::try_from(&map).with_context(|| format!("duplicating map {name}"))
-        })
+        Self::open(
+            |name| {
+                let map = obj
+                    .maps()
+                    .find(|m| m.name() == name)
+                    .with_context(|| format!("the threat-intel object has no map {name}"))?;
+                MapHandle::try_from(&map).with_context(|| format!("duplicating map {name}"))
+            },
+            BulkFiller::from_object(obj)?,
+        )
     }
 
+    /// The pinned maps (the bulk loader is not pinned: filters are filled by syscalls).
     pub fn from_pins(pin_root: &Path) -> Result<Self> {
-        Self::open(|name| open_pinned(pin_root, name))
+        Self::open(|name| open_pinned(pin_root, name), None)
     }
 
-    fn installed(&self) -> std::sync::MutexGuard<'_, Option<BTreeMap<IpNet, Ioc>>> {
+    fn installed(&self) -> std::sync::MutexGuard<'_, Option<IocSet>> {
         self.installed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -885,28 +999,29 @@ impl ThreatIntelMaps {
         })
     }
 
-    /// Reads every IOC the hashes and tries hold.
-    fn read_back(&self) -> Result<BTreeMap<IpNet, Ioc>> {
-        let mut out = BTreeMap::new();
+    /// Reads every IOC the hashes and tries hold (category names are the daemon's: none).
+    fn read_back(&self) -> Result<IocSet> {
+        let mut all = Vec::new();
         for (m, map) in AddrMap::ALL.into_iter().zip(&self.sets) {
-            for (k, v) in read_all(map)? {
-                let (Some(net), Some(value)) = (decode_addr_key(m, &k), abi::read::<ti_ioc>(&v))
-                else {
-                    continue;
-                };
-                if let Some(ioc) = ioc_of(net, &value) {
-                    out.insert(net, ioc);
-                }
-            }
+            for_each_entry(map, |k, v| {
+                let ioc = decode_addr_key(m, k)
+                    .zip(abi::read::<ti_ioc>(v))
+                    .and_then(|(net, value)| ioc_of(net, &value));
+                all.extend(ioc);
+            })?;
         }
-        Ok(out)
+        all.sort_unstable_by_key(|i| i.net);
+        Ok(IocSet {
+            iocs: all.into_iter().map(|i| (i.net, i)).collect(),
+            categories: Vec::new(),
+        })
     }
 
     /// Forgets what this process believed the kernel holds and reads it again (after other
     /// processes changed the maps: `ti add`, `ti del`, `ti load`).
     pub fn resync(&self) -> Result<usize> {
         let set = self.read_back()?;
-        let n = set.len();
+        let n = set.iocs.len();
         *self.installed() = Some(set);
         Ok(n)
     }
@@ -930,7 +1045,7 @@ impl ThreatIntelMaps {
             Some(s) => s,
             None => self.read_back()?,
         };
-        let plan = Plan::new(&installed, &set.iocs, enabled, quarantine_vlan)?;
+        let plan = Plan::new(&installed, set, enabled, quarantine_vlan)?;
         drop(installed);
 
         // 1. New and changed IOCs: nothing probes for them before the flip but false
@@ -963,7 +1078,7 @@ impl ThreatIntelMaps {
                 progress("delete", done, total);
             }
         }
-        *guard = Some(set.iocs.clone());
+        *guard = Some(set.clone());
         Ok(ApplyReport {
             generation: next,
             upserts: plan.upsert_count(),
@@ -997,7 +1112,7 @@ impl ThreatIntelMaps {
             self.write_settings(gen, &s)?;
         }
         if let Some(set) = self.installed().as_mut() {
-            set.insert(net, ioc);
+            set.iocs.insert(net, ioc);
         }
         Ok(Added {
             replaced,
@@ -1022,7 +1137,7 @@ impl ThreatIntelMaps {
             }
         };
         if let Some(set) = self.installed().as_mut() {
-            set.remove(&net);
+            set.iocs.remove(&net);
         }
         if removed && m.is_lpm() {
             let remaining: Vec<IpNet> = map.keys().filter_map(|k| decode_addr_key(m, &k)).collect();
@@ -1041,15 +1156,6 @@ impl ThreatIntelMaps {
     /// The IOCs an address is: the exact one, then every CIDR containing it, longest first.
     pub fn lookup(&self, ip: IpAddr) -> Result<Vec<Ioc>> {
         let host = IpNet::from(ip);
-        if let Some(set) = self.installed().as_ref() {
-            let mut out: Vec<Ioc> = set
-                .iter()
-                .filter(|(net, _)| net.contains(&ip))
-                .map(|(_, ioc)| ioc.clone())
-                .collect();
-            out.sort_by_key(|i| std::cmp::Reverse(i.net.prefix_len()));
-            return Ok(out);
-        }
         let mut out = Vec::new();
         let (m, key) = addr_key(&host);
         let exact = self.sets[m as usize]
@@ -1066,11 +1172,14 @@ impl ThreatIntelMaps {
         } else {
             AddrMap::LpmV6
         };
-        let mut cidrs: Vec<Ioc> = read_all(&self.sets[trie as usize])?
-            .into_iter()
-            .filter_map(|(k, v)| ioc_of(decode_addr_key(trie, &k)?, &abi::read::<ti_ioc>(&v)?))
-            .filter(|ioc| ioc.net.contains(&ip))
-            .collect();
+        let mut cidrs = Vec::new();
+        for_each_entry(&self.sets[trie as usize], |k, v| {
+            let ioc = decode_addr_key(trie, k)
+                .filter(|net| net.contains(&ip))
+                .zip(abi::read::<ti_ioc>(v))
+                .and_then(|(net, value)| ioc_of(net, &value));
+            cidrs.extend(ioc);
+        })?;
         cidrs.sort_by_key(|i| std::cmp::Reverse(i.net.prefix_len()));
         out.extend(cidrs);
         Ok(out)
@@ -1088,20 +1197,20 @@ impl ThreatIntelMaps {
         })
     }
 
-    /// Every IOC the kernel holds, by network.
+    /// Every IOC the kernel holds now, by network (read from the maps, so that changes of
+    /// other processes show; what this handle believes it installed is updated with it).
     pub fn list(&self) -> Result<Vec<Ioc>> {
-        let set = match self.installed().as_ref() {
-            Some(s) => s.clone(),
-            None => self.read_back()?,
-        };
-        Ok(set.into_values().collect())
+        let set = self.read_back()?;
+        let out = set.iocs.values().cloned().collect();
+        *self.installed() = Some(set);
+        Ok(out)
     }
 
     /// The IOCs the kernel holds, per address map.
     pub fn counts(&self) -> Result<IocCounts> {
         if let Some(set) = self.installed().as_ref() {
             let mut a = [0; 4];
-            for net in set.keys() {
+            for net in set.iocs.keys() {
                 a[AddrMap::of(net) as usize] += 1;
             }
             return Ok(IocCounts::from_array(a));
@@ -1235,8 +1344,11 @@ mod tests {
         }
     }
 
-    fn set(iocs: &[Ioc]) -> BTreeMap<IpNet, Ioc> {
-        iocs.iter().map(|i| (i.net, i.clone())).collect()
+    fn set(iocs: &[Ioc]) -> IocSet {
+        IocSet {
+            iocs: iocs.iter().map(|i| (i.net, i.clone())).collect(),
+            categories: Vec::new(),
+        }
     }
 
     fn addr_of(k: &ti_bloom_key) -> IpAddr {
@@ -1416,25 +1528,6 @@ mod tests {
     }
 
     #[test]
-    fn diff_finds_new_changed_and_removed() {
-        let old = set(&[
-            ioc("192.0.2.1/32", 0, TiAction::Drop),
-            ioc("192.0.2.2/32", 0, TiAction::Drop),
-            ioc("10.0.0.0/8", 1, TiAction::Alert),
-        ]);
-        let new = set(&[
-            ioc("192.0.2.1/32", 0, TiAction::Drop),
-            ioc("192.0.2.2/32", 0, TiAction::Alert),
-            ioc("2001:db8::/32", 2, TiAction::Quarantine),
-        ]);
-        let d = diff(&old, &new);
-        let upserted: Vec<String> = d.upserts.iter().map(|i| i.net.to_string()).collect();
-        assert_eq!(upserted, ["192.0.2.2/32", "2001:db8::/32"]);
-        assert_eq!(d.removed, vec![net("10.0.0.0/8")]);
-        assert_eq!(diff(&new, &new), IocDiff::default());
-    }
-
-    #[test]
     fn the_plan_writes_the_diff_and_the_whole_filter() {
         let old = set(&[
             ioc("192.0.2.1/32", 0, TiAction::Drop),
@@ -1495,11 +1588,11 @@ mod tests {
     #[test]
     fn the_plan_refuses_more_than_the_filter_holds() {
         let plan_of = |nets: Vec<IpNet>| {
-            let desired: BTreeMap<IpNet, Ioc> = nets
+            let desired: Vec<Ioc> = nets
                 .into_iter()
-                .map(|n| (n, ioc(&n.to_string(), 0, TiAction::Drop)))
+                .map(|n| ioc(&n.to_string(), 0, TiAction::Drop))
                 .collect();
-            Plan::new(&BTreeMap::new(), &desired, true, 0)
+            Plan::new(&IocSet::default(), &set(&desired), true, 0)
         };
         // every /8: 65536 buckets
         let eights = (0..=255u8).map(|a| net(&format!("{a}.0.0.0/8"))).collect();
