@@ -203,7 +203,12 @@ impl EventTaps {
                     },
                 };
                 let feed = ev.rule_id.clone().unwrap_or_default();
-                let iocs = self.intel.iocs.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let iocs = self
+                    .intel
+                    .iocs
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 ev.threatintel = Some(events::TiMatch {
                     ioc: ioc.net.to_string(),
                     side,
@@ -343,6 +348,8 @@ struct Daemon {
     ct: ConntrackMaps,
     sweeper: Arc<Sweeper>,
     intel: Arc<intel::Shared>,
+    ti: crate::maps::threatintel::ThreatIntelMaps,
+    bl: crate::maps::blacklist::BlacklistMaps,
     /// the intel worker's inbox, once it runs
     intel_tx: Option<std::sync::mpsc::Sender<intel::Msg>>,
     fw: Staged<FirewallMaps>,
@@ -378,6 +385,8 @@ impl Daemon {
             ct,
             sweeper: Arc::default(),
             intel: Arc::default(),
+            ti: dp.threatintel_maps()?,
+            bl: dp.blacklist_maps()?,
             intel_tx: None,
             dp,
             fw,
@@ -400,11 +409,7 @@ impl Daemon {
         }
         // TC entry programs an earlier daemon left on interfaces this config no longer names
         // (or with tracking now off).
-        let tc_wanted: &[String] = if tc_wanted(&d.cfg) {
-            &wanted
-        } else {
-            &[]
-        };
+        let tc_wanted: &[String] = if tc_wanted(&d.cfg) { &wanted } else { &[] };
         for p in crate::tc_links::remove_pinned_except(&d.cfg.pin_root, tc_wanted) {
             eprintln!("ebpfsentinel: {p}");
         }
@@ -430,10 +435,12 @@ impl Daemon {
             crate::abi::tc_stage::TC_STAGE_THREATINTEL,
             intel::enabled(&full.threatintel),
         )?;
-        self.names
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .feeds = full.threatintel.feeds.iter().map(|f| f.id.clone()).collect();
+        self.names.write().unwrap_or_else(|p| p.into_inner()).feeds = full
+            .threatintel
+            .feeds
+            .iter()
+            .map(|f| f.id.clone())
+            .collect();
         let wanted: Vec<String> = if tc_wanted(full) {
             self.cfg.interfaces.clone()
         } else {
@@ -666,6 +673,25 @@ impl Daemon {
             let last = self.sweeper.last.lock().unwrap_or_else(|p| p.into_inner());
             snapshot.conntrack = Some(metrics::Conntrack::read(&self.ct, last.as_ref())?);
         }
+        if intel::enabled(&self.cfg.threatintel) {
+            let installed = self
+                .intel
+                .iocs
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let feeds = crate::maps::threatintel::read_feeds_status(&self.cfg.pin_root);
+            snapshot.threatintel = Some(metrics::ThreatIntel::read(
+                &self.ti,
+                &installed,
+                feeds.as_ref(),
+            )?);
+        }
+        snapshot.blacklist = Some(metrics::Blacklist::read(
+            &self.bl,
+            self.intel.blocks.load(Ordering::Relaxed),
+            self.intel.expiries.load(Ordering::Relaxed),
+        )?);
         Ok(snapshot)
     }
 }

@@ -15,7 +15,7 @@ use anyhow::Result;
 use ipnet::IpNet;
 
 use crate::config::{IpsConfig, ThreatIntelConfig};
-use crate::feeds::{FetchLimits, Fetcher, Feeds, Ioc, IocSet};
+use crate::feeds::{Feeds, FetchLimits, Fetcher, Ioc, IocSet};
 use crate::ips::{Ips, Reasons};
 use crate::maps::blacklist::BlacklistMaps;
 use crate::maps::threatintel::{
@@ -28,7 +28,10 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 pub enum Msg {
     Reconfigure(ThreatIntelConfig, IpsConfig),
     /// a source an IDS, threat-intel or firewall event accuses
-    Detection { src: IpAddr, reason: String },
+    Detection {
+        src: IpAddr,
+        reason: String,
+    },
 }
 
 /// What the worker shares with the event reader and the metrics.

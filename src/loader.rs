@@ -11,10 +11,10 @@ use libbpf_rs::{MapCore, OpenObject, ProgramMut};
 
 use crate::config::XdpMode;
 use crate::links::{self, Attached, XdpAttachment};
+use crate::maps::blacklist::{BlacklistMaps, BLACKLIST_MAP_NAMES};
 use crate::maps::conntrack::{ConntrackMaps, CT_MAP_NAMES};
 use crate::maps::firewall::{FirewallMaps, MAP_NAMES};
 use crate::maps::ratelimit::{RateLimitMaps, RL_MAP_NAMES};
-use crate::maps::blacklist::{BlacklistMaps, BLACKLIST_MAP_NAMES};
 use crate::maps::threatintel::{ThreatIntelMaps, TI_MAP_NAMES};
 use crate::skel::tc_conntrack::{TcConntrackSkel, TcConntrackSkelBuilder};
 use crate::skel::tc_threatintel::{TcThreatintelSkel, TcThreatintelSkelBuilder};
@@ -263,7 +263,10 @@ impl Dataplane {
             .open(storage)
             .context("opening the tc_threatintel object")?;
         open_ti.maps.events.reuse_fd(firewall.maps.events.as_fd())?;
-        open_ti.maps.xdp_chain.reuse_fd(firewall.maps.xdp_chain.as_fd())?;
+        open_ti
+            .maps
+            .xdp_chain
+            .reuse_fd(firewall.maps.xdp_chain.as_fd())?;
         open_ti
             .maps
             .xdp_scratch
@@ -317,9 +320,7 @@ impl Dataplane {
         let slot = stage.0.to_ne_bytes();
         let prog = match stage {
             crate::abi::tc_stage::TC_STAGE_CONNTRACK => &self.conntrack.progs.tc_conntrack,
-            crate::abi::tc_stage::TC_STAGE_THREATINTEL => {
-                &self.threatintel.progs.tc_threatintel
-            }
+            crate::abi::tc_stage::TC_STAGE_THREATINTEL => &self.threatintel.progs.tc_threatintel,
             other => bail!("no program for TC stage {}", other.0),
         };
         let fd = (prog.as_fd().as_raw_fd() as u32).to_ne_bytes();

@@ -71,9 +71,8 @@ fn json(args: &[&str]) -> serde_json::Value {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout))
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -102,7 +101,16 @@ fn feeds_block_alert_refresh_quarantine_and_the_ips_blacklists() {
     }
     host.exec(&["ip", "addr", "add", "10.79.0.1/24", "dev", "tH"]);
     host.exec(&["ip", "route", "add", "1.10.16.5/32", "dev", "tH"]);
-    host.exec(&["ip", "neigh", "add", QUARANTINED, "lladdr", "02:00:00:00:00:40", "dev", "tH"]);
+    host.exec(&[
+        "ip",
+        "neigh",
+        "add",
+        QUARANTINED,
+        "lladdr",
+        "02:00:00:00:00:40",
+        "dev",
+        "tH",
+    ]);
 
     let stop = Arc::new(AtomicBool::new(false));
     let http = feed_server(
@@ -148,7 +156,10 @@ ips: {{ threshold: 3, window: 60s, block_for: 1h }}
     // the feeds as `ti feeds` reports them: the HTTP feed's bad line is named
     let feeds = json(&["ti", "feeds", "--json", "--pin-root", root]);
     let text = feeds.to_string();
-    assert!(text.contains("\"lab\"") && text.contains("\"drop\""), "{feeds:#}");
+    assert!(
+        text.contains("\"lab\"") && text.contains("\"drop\""),
+        "{feeds:#}"
+    );
     let lookup = json(&["ti", "lookup", PEER_LISTED, "--json", "--pin-root", root]);
     assert!(lookup.to_string().contains("drop"), "{lookup:#}");
 
@@ -163,7 +174,11 @@ ips: {{ threshold: 3, window: 60s, block_for: 1h }}
         let b = json(&["blocked", "--json", "--pin-root", root]);
         b.to_string().contains(PEER_LISTED)
     });
-    assert_eq!(udp_from(&peer, &host, PEER_LISTED, 6004, 5), 0, "blacklisted");
+    assert_eq!(
+        udp_from(&peer, &host, PEER_LISTED, 6004, 5),
+        0,
+        "blacklisted"
+    );
     let blocked = json(&["blocked", "--json", "--pin-root", root]).to_string();
     assert!(blocked.contains("threat-intel feed drop"), "{blocked}");
     let mut events = Vec::new();
@@ -182,6 +197,15 @@ ips: {{ threshold: 3, window: 60s, block_for: 1h }}
             && e["action"] == "pass"),
         "{ti_events:#?}"
     );
+    let text = common::daemon::scrape(&host);
+    let metric = |name: &str, labels: &[&str]| {
+        common::daemon::metric(&text, name, labels).unwrap_or_else(|| panic!("{name}\n{text}"))
+    };
+    // three drops by TI, then the IPS blacklist drops the rest in XDP
+    assert!(metric("ebpfsentinel_threatintel_packets_total", &["match_drop"]) >= 3);
+    assert!(metric("ebpfsentinel_threatintel_packets_total", &["match_alert"]) >= 3);
+    assert!(metric("ebpfsentinel_ips_blocks_total", &[]) >= 1);
+    assert!(metric("ebpfsentinel_ips_blacklist_entries", &[]) >= 1);
     // the operator lifts the block
     let out = cli(&["unblock", PEER_LISTED, "--pin-root", root]);
     assert!(out.status.success(), "{out:?}");
@@ -205,7 +229,11 @@ ips: {{ threshold: 3, window: 60s, block_for: 1h }}
             .unwrap();
     }
     let tags = capture.tags_of_frames_to(ip(QUARANTINED), Duration::from_secs(3));
-    assert_eq!(tags, vec![Some(666); 3], "quarantined frames carry VLAN 666");
+    assert_eq!(
+        tags,
+        vec![Some(666); 3],
+        "quarantined frames carry VLAN 666"
+    );
     stop.store(true, Ordering::Relaxed);
 }
 
@@ -265,7 +293,9 @@ impl VlanCapture {
     /// The VLAN tag (None: untagged) of every IPv4 frame to `dst` seen within `within`.
     fn tags_of_frames_to(&self, dst: IpAddr, within: Duration) -> Vec<Option<u16>> {
         use std::os::fd::AsRawFd;
-        let IpAddr::V4(dst) = dst else { panic!("IPv4 only") };
+        let IpAddr::V4(dst) = dst else {
+            panic!("IPv4 only")
+        };
         let deadline = Instant::now() + within;
         let mut tags = Vec::new();
         while Instant::now() < deadline {
@@ -294,7 +324,8 @@ impl VlanCapture {
             unsafe {
                 let mut c = libc::CMSG_FIRSTHDR(&msg);
                 while !c.is_null() {
-                    if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
+                    if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA
+                    {
                         let aux = std::ptr::read_unaligned(
                             libc::CMSG_DATA(c).cast::<libc::tpacket_auxdata>(),
                         );

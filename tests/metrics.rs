@@ -426,7 +426,7 @@ fn stats_reads_the_pinned_counters() {
 
     let packets = json!({
         "pass": {"rule": 0, "default_policy": 5, "allowlist": 0, "non_ip": 2, "malformed": 0, "monitor": 0, "tracked": 0},
-        "drop": {"rule": 5, "default_policy": 0, "malformed": 0},
+        "drop": {"rule": 5, "default_policy": 0, "malformed": 0, "blocked": 0},
     });
 
     // No daemon state file: the verdict counters only, and why.

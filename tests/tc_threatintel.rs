@@ -47,7 +47,8 @@ impl Intel {
     fn new(iocs: &[Ioc]) -> Intel {
         let fw = Firewall::load("firewall: {}\n");
         let ti = fw.dp.threatintel_maps().expect("threat-intel maps");
-        ti.apply(&set(iocs), QUARANTINE_VLAN, true).expect("apply IOCs");
+        ti.apply(&set(iocs), QUARANTINE_VLAN, true)
+            .expect("apply IOCs");
         Intel { fw, ti }
     }
 
@@ -97,20 +98,85 @@ fn ioc_verdicts_by_action_family_and_side() {
     let local6 = "fd00::1";
     // (frame, ingress, verdict, stat that moves)
     let table: Vec<(Vec<u8>, bool, i32, ti_stat)> = vec![
-        (udp("203.0.113.5", local4), true, TC_SHOT, ti_stat::TI_STAT_MATCH_DROP),
-        (udp(local4, "203.0.113.5"), false, TC_SHOT, ti_stat::TI_STAT_MATCH_DROP),
-        (udp("203.0.113.6", local4), true, TC_NEXT, ti_stat::TI_STAT_BLOOM_NEGATIVE),
-        (udp("2001:db8:bad::5", local6), true, TC_NEXT, ti_stat::TI_STAT_MATCH_ALERT),
-        (udp(local6, "2001:db8:bad::5"), false, TC_NEXT, ti_stat::TI_STAT_MATCH_ALERT),
-        (udp("198.51.100.77", local4), true, TC_NEXT, ti_stat::TI_STAT_MATCH_QUARANTINE),
-        (udp(local4, "198.51.100.1"), false, TC_NEXT, ti_stat::TI_STAT_MATCH_QUARANTINE),
+        (
+            udp("203.0.113.5", local4),
+            true,
+            TC_SHOT,
+            ti_stat::TI_STAT_MATCH_DROP,
+        ),
+        (
+            udp(local4, "203.0.113.5"),
+            false,
+            TC_SHOT,
+            ti_stat::TI_STAT_MATCH_DROP,
+        ),
+        (
+            udp("203.0.113.6", local4),
+            true,
+            TC_NEXT,
+            ti_stat::TI_STAT_BLOOM_NEGATIVE,
+        ),
+        (
+            udp("2001:db8:bad::5", local6),
+            true,
+            TC_NEXT,
+            ti_stat::TI_STAT_MATCH_ALERT,
+        ),
+        (
+            udp(local6, "2001:db8:bad::5"),
+            false,
+            TC_NEXT,
+            ti_stat::TI_STAT_MATCH_ALERT,
+        ),
+        (
+            udp("198.51.100.77", local4),
+            true,
+            TC_NEXT,
+            ti_stat::TI_STAT_MATCH_QUARANTINE,
+        ),
+        (
+            udp(local4, "198.51.100.1"),
+            false,
+            TC_NEXT,
+            ti_stat::TI_STAT_MATCH_QUARANTINE,
+        ),
         // same /16 bucket as the /24, outside it: the filter says maybe, the trie says no
-        (udp("198.51.7.7", local4), true, TC_NEXT, ti_stat::TI_STAT_BLOOM_FALSE_POSITIVE),
-        (udp("2001:db8:dead:beef::1", local6), true, TC_SHOT, ti_stat::TI_STAT_MATCH_DROP),
-        (udp(local6, "2001:db8:dead::9"), false, TC_SHOT, ti_stat::TI_STAT_MATCH_DROP),
-        (udp("2001:db9:beef::1", local6), true, TC_NEXT, ti_stat::TI_STAT_BLOOM_NEGATIVE),
-        (udp("2001:db8:beef::1", local6), true, TC_NEXT, ti_stat::TI_STAT_BLOOM_FALSE_POSITIVE),
-        (udp("100.100.1.1", local4), true, TC_NEXT, ti_stat::TI_STAT_MATCH_ALERT),
+        (
+            udp("198.51.7.7", local4),
+            true,
+            TC_NEXT,
+            ti_stat::TI_STAT_BLOOM_FALSE_POSITIVE,
+        ),
+        (
+            udp("2001:db8:dead:beef::1", local6),
+            true,
+            TC_SHOT,
+            ti_stat::TI_STAT_MATCH_DROP,
+        ),
+        (
+            udp(local6, "2001:db8:dead::9"),
+            false,
+            TC_SHOT,
+            ti_stat::TI_STAT_MATCH_DROP,
+        ),
+        (
+            udp("2001:db9:beef::1", local6),
+            true,
+            TC_NEXT,
+            ti_stat::TI_STAT_BLOOM_NEGATIVE,
+        ),
+        (
+            udp("2001:db8:beef::1", local6),
+            true,
+            TC_NEXT,
+            ti_stat::TI_STAT_BLOOM_FALSE_POSITIVE,
+        ),
+        (
+            udp("100.100.1.1", local4),
+            true,
+            TC_NEXT,
+            ti_stat::TI_STAT_MATCH_ALERT,
+        ),
     ];
     for (i, (frame, ingress, verdict, moved)) in table.iter().enumerate() {
         let before = t.stat(*moved);
@@ -164,7 +230,8 @@ fn refresh_flips_to_a_fresh_filter_and_single_changes_apply_at_once() {
     // ti add / ti del: at once, without a refresh
     t.ti.add(&ioc("192.0.2.99/32", 5, TiAction::Drop)).unwrap();
     assert_eq!(t.tc(true, &udp("192.0.2.99", "10.0.0.1")), TC_SHOT);
-    t.ti.add(&ioc("2001:db8:77::/64", 5, TiAction::Drop)).unwrap();
+    t.ti.add(&ioc("2001:db8:77::/64", 5, TiAction::Drop))
+        .unwrap();
     assert_eq!(t.tc(true, &udp("2001:db8:77::3", "2001:db8:1::1")), TC_SHOT);
     assert!(t.ti.del(&"192.0.2.99/32".parse().unwrap()).unwrap());
     let fp = t.stat(ti_stat::TI_STAT_BLOOM_FALSE_POSITIVE);
@@ -225,9 +292,14 @@ fn blacklisted_sources_are_dropped_first_and_blocks_expire() {
     let from = |src: &str| udp(src, "10.0.0.1");
     assert_eq!(fw.run(&from("192.0.2.66")), XDP_PASS);
     bl.block("192.0.2.66/32".parse().unwrap(), None, 0).unwrap();
-    bl.block("2001:db8:66::/48".parse().unwrap(), None, 0).unwrap();
-    bl.block("198.51.100.0/24".parse().unwrap(), Some(Duration::from_millis(100)), 0)
+    bl.block("2001:db8:66::/48".parse().unwrap(), None, 0)
         .unwrap();
+    bl.block(
+        "198.51.100.0/24".parse().unwrap(),
+        Some(Duration::from_millis(100)),
+        0,
+    )
+    .unwrap();
     let dropped = fw.stats()[fw_stat::FW_STAT_DROP_BLOCKED.0 as usize];
     assert_eq!(fw.run(&from("192.0.2.66")), XDP_DROP);
     assert_eq!(fw.run(&from("192.0.2.67")), XDP_PASS);

@@ -63,8 +63,7 @@ fn real_feeds(dir: &Path) -> Result<IocSet> {
     let mut set = IocSet::default();
     for (i, (file, format, field)) in REAL_FEEDS.iter().enumerate() {
         let path = dir.join(file);
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
         let parsed = parse(*format, &text, *field, None, None)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         for e in parsed.entries {
@@ -90,13 +89,21 @@ fn synthetic(n: usize, rng: &mut Rng) -> IocSet {
     set
 }
 
-fn timed_apply(ti: &ThreatIntelMaps, what: &str, set: &IocSet, loads: &mut Vec<Load>) -> Result<()> {
+fn timed_apply(
+    ti: &ThreatIntelMaps,
+    what: &str,
+    set: &IocSet,
+    loads: &mut Vec<Load>,
+) -> Result<()> {
     let started = Instant::now();
     let mut last_phase = "";
     ti.apply_with(set, 0, true, &mut |phase, done, total| {
         if phase != last_phase || done == total {
             if std::env::var_os("EBPFSENTINEL_BENCH_PHASES").is_some() {
-                eprintln!("  {:>7.2} s {phase} {done}/{total}", started.elapsed().as_secs_f64());
+                eprintln!(
+                    "  {:>7.2} s {phase} {done}/{total}",
+                    started.elapsed().as_secs_f64()
+                );
             }
             last_phase = phase;
         }

@@ -13,10 +13,8 @@ use ipnet::IpNet;
 use libbpf_rs::{ErrorKind, MapCore, MapFlags, MapHandle, Object};
 
 use super::conntrack::monotonic_ns;
-use super::open_pinned;
-use super::threatintel::{
-    addr_key, count_entries, decode_addr_key, for_each_entry, read_all, AddrMap,
-};
+use super::threatintel::{addr_key, decode_addr_key, AddrMap};
+use super::{count_entries, for_each_entry, open_pinned, read_all};
 use crate::abi::{self, bytes_of, ips_block, ips_settings, ips_settings_flags, ti_limits};
 
 /// Every blacklist map (declared by xdp_firewall), by the name it is pinned under.

@@ -1,7 +1,6 @@
 //! The connection table tc_conntrack keeps on both TC hooks and xdp_firewall reads: its
 //! settings, its counters, and its entries decoded into flows oriented by who opened them.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
@@ -21,10 +20,6 @@ use crate::config::{Action, ConntrackConfig};
 
 /// Every conntrack map, by the name it is pinned under.
 pub const CT_MAP_NAMES: [&str; 3] = ["ct_table", "ct_settings", "ct_stats"];
-
-/// Entries per batch lookup: 136 bytes each, and far more than one hash bucket holds (the
-/// kernel refuses a batch smaller than a bucket).
-const LOOKUP_BATCH: u32 = 4096;
 
 /// The names `--state` accepts and [`CtState::name`] gives: TCP's states, and `new` and
 /// `established`, which UDP and ICMP share with TCP's established.
@@ -403,33 +398,9 @@ impl ConntrackMaps {
         percpu_sum_u64(&self.stats, stat.0)
     }
 
-    /// Every entry now. Batch lookups walk the hash by bucket, which entries vanishing
-    /// meanwhile cannot derail; where the kernel has none for LRU hashes (before 5.6)
-    /// libbpf-rs ends the batch silently, so an empty answer is checked by walking the keys.
+    /// Every entry now; an entry that vanishes meanwhile is skipped.
     fn read_all(&self) -> Result<Vec<Raw>> {
-        let mut raw: Vec<(Vec<u8>, Vec<u8>)> = self
-            .table
-            .lookup_batch(LOOKUP_BATCH, MapFlags::ANY, MapFlags::ANY)
-            .map(|it| it.collect())
-            .unwrap_or_default();
-        if raw.is_empty() {
-            // get_next_key restarts from the first key when the previous one was deleted:
-            // skip what was seen already.
-            let mut seen = HashSet::new();
-            for k in self.table.keys() {
-                if !seen.insert(k.clone()) {
-                    continue;
-                }
-                // Gone between listing and lookup: nothing to report.
-                if let Some(v) = self
-                    .table
-                    .lookup(&k, MapFlags::ANY)
-                    .context("reading ct_table")?
-                {
-                    raw.push((k, v));
-                }
-            }
-        }
+        let raw = super::read_all(&self.table).context("reading ct_table")?;
         Ok(raw
             .into_iter()
             .filter_map(|(key_bytes, v)| {

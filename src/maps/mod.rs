@@ -6,6 +6,8 @@ pub mod firewall;
 pub mod ratelimit;
 pub mod threatintel;
 
+use std::collections::HashSet;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -152,4 +154,115 @@ pub fn percpu_sum_u64(map: &MapHandle, index: u32) -> Result<u64> {
                 .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])))
         })
         .sum())
+}
+
+/// Entries per batch lookup to start with: far more than one hash bucket holds (the kernel
+/// refuses a batch smaller than a bucket, and the batch grows when one does).
+const LOOKUP_BATCH: u32 = 4096;
+
+/// Hands every (key, value) of a map to `each`, read by batch lookups resumed across partial
+/// batches (a hash answers bucket by bucket, and a batch ends early where the next bucket does
+/// not fit); false, having handed nothing, when the kernel has no batch lookup for the map's
+/// type.
+fn for_each_batched(map: &MapHandle, mut each: impl FnMut(&[u8], &[u8])) -> Result<bool> {
+    let key_size = map.key_size() as usize;
+    let value_size = map.value_size() as usize;
+    let mut batch = LOOKUP_BATCH as usize;
+    let mut keys = vec![0u8; key_size * batch];
+    let mut values = vec![0u8; value_size * batch];
+    // the resume token: a bucket index for hashes, a key for the generic walk
+    let token_size = key_size.max(8);
+    let mut in_token = vec![0u8; token_size];
+    let mut out_token = vec![0u8; token_size];
+    let mut first = true;
+    loop {
+        let mut count = batch as u32;
+        let opts = libbpf_rs::libbpf_sys::bpf_map_batch_opts {
+            sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_batch_opts>() as _,
+            ..Default::default()
+        };
+        let in_ptr = if first {
+            std::ptr::null_mut()
+        } else {
+            in_token.as_mut_ptr().cast()
+        };
+        // SAFETY: the buffers hold `count` keys and values of the map's sizes, the tokens
+        // at least a key or a u32; the kernel writes no more than that.
+        let rc = unsafe {
+            libbpf_rs::libbpf_sys::bpf_map_lookup_batch(
+                map.as_fd().as_raw_fd(),
+                in_ptr,
+                out_token.as_mut_ptr().cast(),
+                keys.as_mut_ptr().cast(),
+                values.as_mut_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        let errno = if rc < 0 { -rc } else { 0 };
+        if errno == 0 || errno == libc::ENOENT {
+            let count = (count as usize).min(batch);
+            for (k, v) in keys
+                .chunks_exact(key_size)
+                .zip(values.chunks_exact(value_size))
+                .take(count)
+            {
+                each(k, v);
+            }
+        }
+        match errno {
+            0 => {
+                in_token.copy_from_slice(&out_token);
+                first = false;
+            }
+            libc::ENOENT => return Ok(true),
+            // one bucket holds more than a batch: a larger batch
+            libc::ENOSPC if batch < (1 << 20) => {
+                batch *= 2;
+                keys.resize(key_size * batch, 0);
+                values.resize(value_size * batch, 0);
+            }
+            // EINVAL, EOPNOTSUPP, ENOTSUPP (524): no batch operations for this map type
+            libc::EINVAL | libc::EOPNOTSUPP | 524 if first => return Ok(false),
+            e => {
+                return Err(std::io::Error::from_raw_os_error(e))
+                    .with_context(|| format!("batch lookup in {}", map.name().to_string_lossy()))
+            }
+        }
+    }
+}
+
+/// Hands every (key, value) of a hash or trie to `each`: batch lookups where the kernel has
+/// them, else a walk of the keys (a key deleted meanwhile is skipped).
+pub fn for_each_entry(map: &MapHandle, mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
+    if for_each_batched(map, &mut each)? {
+        return Ok(());
+    }
+    let mut seen = HashSet::new();
+    for k in map.keys() {
+        if !seen.insert(k.clone()) {
+            continue;
+        }
+        if let Some(v) = map
+            .lookup(&k, MapFlags::ANY)
+            .with_context(|| format!("reading {}", map.name().to_string_lossy()))?
+        {
+            each(&k, &v);
+        }
+    }
+    Ok(())
+}
+
+/// Every (key, value) of a hash or trie.
+pub fn read_all(map: &MapHandle) -> Result<Entries> {
+    let mut out = Vec::new();
+    for_each_entry(map, |k, v| out.push((k.to_vec(), v.to_vec())))?;
+    Ok(out)
+}
+
+/// Entries of a map, counted.
+pub fn count_entries(map: &MapHandle) -> Result<usize> {
+    let mut n = 0;
+    for_each_entry(map, |_, _| n += 1)?;
+    Ok(n)
 }

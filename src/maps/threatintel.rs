@@ -10,7 +10,6 @@
 //! and tries are shared by both generations and change by the diff alone: added and changed
 //! IOCs before the flip, removed ones after it.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
@@ -23,7 +22,9 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use libbpf_rs::{ErrorKind, MapCore, MapFlags, MapHandle, MapType, Object};
 use serde::{Deserialize, Serialize};
 
-use super::{delete_keys, open_pinned, percpu_sum_u64, put_all, Entries};
+use super::{
+    count_entries, delete_keys, for_each_entry, open_pinned, percpu_sum_u64, put_all, Entries,
+};
 pub use crate::abi::TI_STAT_COUNT;
 use crate::abi::{
     self, bytes_of, ti_bloom_fill_ctl, ti_bloom_key, ti_bloom_kind, ti_ioc, ti_limits,
@@ -64,8 +65,6 @@ pub const BLOOM_HASHES: u32 = ti_limits::TI_BLOOM_HASHES.0;
 /// Keys one run of the bulk loader pushes.
 const BLOOM_STAGE: usize = ti_limits::TI_BLOOM_STAGE.0 as usize;
 
-/// Entries per batch lookup when reading a hash back (more than one hash bucket holds).
-const LOOKUP_BATCH: u32 = 4096;
 /// Entries written between two progress reports.
 const PROGRESS_CHUNK: usize = 1 << 18;
 
@@ -741,113 +740,6 @@ impl BloomSlots for MapInMapBlooms {
             None => Ok(None),
         }
     }
-}
-
-/// Hands every (key, value) of a map to `each`, read by batch lookups resumed across partial
-/// batches (a hash answers bucket by bucket, and a batch ends early where the next bucket does
-/// not fit); false, having handed nothing, when the kernel has no batch lookup for the map's
-/// type.
-fn for_each_batched(map: &MapHandle, mut each: impl FnMut(&[u8], &[u8])) -> Result<bool> {
-    let key_size = map.key_size() as usize;
-    let value_size = map.value_size() as usize;
-    let mut batch = LOOKUP_BATCH as usize;
-    let mut keys = vec![0u8; key_size * batch];
-    let mut values = vec![0u8; value_size * batch];
-    // the resume token: a bucket index for hashes, a key for the generic walk
-    let token_size = key_size.max(8);
-    let mut in_token = vec![0u8; token_size];
-    let mut out_token = vec![0u8; token_size];
-    let mut first = true;
-    loop {
-        let mut count = batch as u32;
-        let opts = libbpf_rs::libbpf_sys::bpf_map_batch_opts {
-            sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_batch_opts>() as _,
-            ..Default::default()
-        };
-        let in_ptr = if first {
-            std::ptr::null_mut()
-        } else {
-            in_token.as_mut_ptr().cast()
-        };
-        // SAFETY: the buffers hold `count` keys and values of the map's sizes, the tokens
-        // at least a key or a u32; the kernel writes no more than that.
-        let rc = unsafe {
-            libbpf_rs::libbpf_sys::bpf_map_lookup_batch(
-                map.as_fd().as_raw_fd(),
-                in_ptr,
-                out_token.as_mut_ptr().cast(),
-                keys.as_mut_ptr().cast(),
-                values.as_mut_ptr().cast(),
-                &mut count,
-                &opts,
-            )
-        };
-        let errno = if rc < 0 { -rc } else { 0 };
-        if errno == 0 || errno == libc::ENOENT {
-            let count = (count as usize).min(batch);
-            for (k, v) in keys
-                .chunks_exact(key_size)
-                .zip(values.chunks_exact(value_size))
-                .take(count)
-            {
-                each(k, v);
-            }
-        }
-        match errno {
-            0 => {
-                in_token.copy_from_slice(&out_token);
-                first = false;
-            }
-            libc::ENOENT => return Ok(true),
-            // one bucket holds more than a batch: a larger batch
-            libc::ENOSPC if batch < (1 << 20) => {
-                batch *= 2;
-                keys.resize(key_size * batch, 0);
-                values.resize(value_size * batch, 0);
-            }
-            // EINVAL, EOPNOTSUPP, ENOTSUPP (524): no batch operations for this map type
-            libc::EINVAL | libc::EOPNOTSUPP | 524 if first => return Ok(false),
-            e => {
-                return Err(std::io::Error::from_raw_os_error(e))
-                    .with_context(|| format!("batch lookup in {}", map.name().to_string_lossy()))
-            }
-        }
-    }
-}
-
-/// Hands every (key, value) of a hash or trie to `each`: batch lookups where the kernel has
-/// them, else a walk of the keys (a key deleted meanwhile is skipped).
-pub(crate) fn for_each_entry(map: &MapHandle, mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
-    if for_each_batched(map, &mut each)? {
-        return Ok(());
-    }
-    let mut seen = HashSet::new();
-    for k in map.keys() {
-        if !seen.insert(k.clone()) {
-            continue;
-        }
-        if let Some(v) = map
-            .lookup(&k, MapFlags::ANY)
-            .with_context(|| format!("reading {}", map.name().to_string_lossy()))?
-        {
-            each(&k, &v);
-        }
-    }
-    Ok(())
-}
-
-/// Every (key, value) of a hash or trie.
-pub(crate) fn read_all(map: &MapHandle) -> Result<Entries> {
-    let mut out = Vec::new();
-    for_each_entry(map, |k, v| out.push((k.to_vec(), v.to_vec())))?;
-    Ok(out)
-}
-
-/// Entries of a map, counted.
-pub(crate) fn count_entries(map: &MapHandle) -> Result<usize> {
-    let mut n = 0;
-    for_each_entry(map, |_, _| n += 1)?;
-    Ok(n)
 }
 
 /// The active generation's settings as the kernel reads them.
@@ -1635,7 +1527,7 @@ mod tests {
 
     #[test]
     fn every_stat_slot_has_a_name() {
-        let names: HashSet<&str> = (0..TI_STAT_COUNT as u32)
+        let names: std::collections::HashSet<&str> = (0..TI_STAT_COUNT as u32)
             .map(|s| stat_name(ti_stat(s)))
             .collect();
         assert_eq!(names.len(), TI_STAT_COUNT);
