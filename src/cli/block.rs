@@ -2,11 +2,10 @@
 //! and written straight in the pinned maps (no daemon needed; a running one sees the change at
 //! once, as the kernel does).
 
-use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -120,22 +119,11 @@ pub fn net_text(net: &IpNet) -> String {
 }
 
 fn open(pin_root: &Path) -> Result<BlacklistMaps> {
-    let probe = pin_root.join("ips_block_v4");
-    match std::fs::symlink_metadata(&probe) {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => bail!(
-            "no IPS blacklist pinned under {}: is `ebpfsentinel run` running there?",
-            pin_root.display()
-        ),
-        Err(e) => {
-            return Err(e).with_context(|| {
-                format!(
-                    "looking for {} (reading bpffs pins needs root)",
-                    probe.display()
-                )
-            })
-        }
-    }
+    super::require_pin(
+        pin_root,
+        "ips_block_v4",
+        "no IPS blacklist pinned under {}: is `ebpfsentinel run` running there?",
+    )?;
     BlacklistMaps::from_pins(pin_root)
 }
 

@@ -1,9 +1,8 @@
-use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -235,23 +234,11 @@ fn table(flows: &[Flow]) -> Vec<String> {
 }
 
 fn open(pin_root: &Path) -> Result<ConntrackMaps> {
-    let probe = pin_root.join("ct_table");
-    match std::fs::symlink_metadata(&probe) {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => bail!(
-            "no conntrack table pinned under {}: is `ebpfsentinel run` running with \
-             conntrack.enabled?",
-            pin_root.display()
-        ),
-        Err(e) => {
-            return Err(e).with_context(|| {
-                format!(
-                    "looking for {} (reading bpffs pins needs root)",
-                    probe.display()
-                )
-            })
-        }
-    }
+    super::require_pin(
+        pin_root,
+        "ct_table",
+        "no conntrack table pinned under {}: is `ebpfsentinel run` running with conntrack.enabled?",
+    )?;
     ConntrackMaps::from_pins(pin_root)
 }
 

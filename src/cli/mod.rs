@@ -96,3 +96,23 @@ pub struct ConfigArg {
     #[arg(short, long, default_value = DEFAULT_CONFIG, value_name = "FILE")]
     pub config: PathBuf,
 }
+
+/// Fails with `missing` (its `{}` replaced by the pin root) unless `name` is pinned there:
+/// the usual cause is no daemon, which says more than libbpf's "No such file".
+pub fn require_pin(pin_root: &std::path::Path, name: &str, missing: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let probe = pin_root.join(name);
+    match std::fs::symlink_metadata(&probe) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(anyhow::anyhow!(
+            "{}",
+            missing.replace("{}", &pin_root.display().to_string())
+        )),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "looking for {} (reading bpffs pins needs root)",
+                probe.display()
+            )
+        }),
+    }
+}

@@ -1,12 +1,12 @@
 //! `ti`: the IOC sets tc_threatintel matches, read and written straight in the pinned maps
 //! (no daemon needed), and the feeds status a running daemon keeps.
 
-use std::io::{ErrorKind, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -178,22 +178,11 @@ fn feed_id(name: &str, feeds: Option<&FeedsFile>) -> Result<u16> {
 }
 
 fn open(pin_root: &Path) -> Result<ThreatIntelMaps> {
-    let probe = pin_root.join("ti_blooms");
-    match std::fs::symlink_metadata(&probe) {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => bail!(
-            "no threat-intel maps pinned under {}: is `ebpfsentinel run` running there?",
-            pin_root.display()
-        ),
-        Err(e) => {
-            return Err(e).with_context(|| {
-                format!(
-                    "looking for {} (reading bpffs pins needs root)",
-                    probe.display()
-                )
-            })
-        }
-    }
+    super::require_pin(
+        pin_root,
+        "ti_blooms",
+        "no threat-intel maps pinned under {}: is `ebpfsentinel run` running there?",
+    )?;
     ThreatIntelMaps::from_pins(pin_root)
 }
 
