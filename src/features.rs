@@ -145,6 +145,9 @@ fn kernel_has_struct(name: &str) -> bool {
 /// What the TC pipeline and the conntrack table need (loaded with the firewall).
 pub const CONNTRACK_NEEDS: [&str; 3] = ["lru_hash", "bpf_loop", "ktime_get_coarse"];
 
+/// What tc_threatintel needs (loaded with the firewall).
+pub const THREATINTEL_NEEDS: [&str; 2] = ["bloom_filter", "bpf_loop"];
+
 /// What xdp_firewall needs: refuse to load with one line naming what is missing rather than
 /// letting libbpf and the verifier fail half-way.
 pub const FIREWALL_NEEDS: [&str; 4] = ["lpm_trie", "ringbuf", "ringbuf_query", "prog_array"];

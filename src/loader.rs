@@ -155,10 +155,11 @@ impl Dataplane {
         let kernel = crate::features::probe();
         let mut needs = crate::features::FIREWALL_NEEDS.to_vec();
         needs.extend(crate::features::CONNTRACK_NEEDS);
+        needs.extend(crate::features::THREATINTEL_NEEDS);
         let missing = kernel.missing(&needs);
         if !missing.is_empty() {
             bail!(
-                "kernel {} lacks what xdp_firewall and tc_conntrack need: {}",
+                "kernel {} lacks what ebpfsentinel's programs need: {} (Debian 12's 6.1 or newer has all of it)",
                 kernel.kernel,
                 missing.join(", ")
             );
