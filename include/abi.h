@@ -14,5 +14,6 @@
 #include "abi/firewall.h"
 #include "abi/ratelimit.h"
 #include "abi/threatintel.h"
+#include "abi/scrub.h"
 
 #endif

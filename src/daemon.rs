@@ -338,7 +338,7 @@ fn spawn_sweeper(
 
 /// Whether any TC stage is on: the entry programs hang on the interfaces only then.
 fn tc_wanted(cfg: &Config) -> bool {
-    cfg.conntrack.enabled || intel::enabled(&cfg.threatintel)
+    cfg.conntrack.enabled || intel::enabled(&cfg.threatintel) || cfg.scrub.is_some()
 }
 
 struct Daemon {
@@ -435,6 +435,9 @@ impl Daemon {
             crate::abi::tc_stage::TC_STAGE_THREATINTEL,
             intel::enabled(&full.threatintel),
         )?;
+        self.dp.scrub_maps()?.apply(full.scrub.as_ref())?;
+        self.dp
+            .set_tc_stage(crate::abi::tc_stage::TC_STAGE_SCRUB, full.scrub.is_some())?;
         self.names.write().unwrap_or_else(|p| p.into_inner()).feeds = full
             .threatintel
             .feeds
@@ -687,6 +690,9 @@ impl Daemon {
                 feeds.as_ref(),
             )?);
         }
+        if self.cfg.scrub.is_some() {
+            snapshot.scrub = Some(metrics::Scrub::read(&self.dp.scrub_maps()?)?);
+        }
         snapshot.blacklist = Some(metrics::Blacklist::read(
             &self.bl,
             self.intel.blocks.load(Ordering::Relaxed),
@@ -853,6 +859,7 @@ async fn serve(opts: Options) -> Result<()> {
         let stages: Vec<&str> = [
             ("conntrack", d.cfg.conntrack.enabled),
             ("threatintel", intel::enabled(&d.cfg.threatintel)),
+            ("scrub", d.cfg.scrub.is_some()),
         ]
         .iter()
         .filter(|(_, on)| *on)

@@ -15,8 +15,10 @@ use crate::maps::blacklist::{BlacklistMaps, BLACKLIST_MAP_NAMES};
 use crate::maps::conntrack::{ConntrackMaps, CT_MAP_NAMES};
 use crate::maps::firewall::{FirewallMaps, MAP_NAMES};
 use crate::maps::ratelimit::{RateLimitMaps, RL_MAP_NAMES};
+use crate::maps::scrub::{ScrubMaps, SCRUB_MAP_NAMES};
 use crate::maps::threatintel::{ThreatIntelMaps, TI_MAP_NAMES};
 use crate::skel::tc_conntrack::{TcConntrackSkel, TcConntrackSkelBuilder};
+use crate::skel::tc_scrub::{TcScrubSkel, TcScrubSkelBuilder};
 use crate::skel::tc_threatintel::{TcThreatintelSkel, TcThreatintelSkelBuilder};
 use crate::skel::xdp_firewall::{XdpFirewallSkel, XdpFirewallSkelBuilder};
 use crate::skel::xdp_ratelimit::{XdpRatelimitSkel, XdpRatelimitSkelBuilder};
@@ -44,6 +46,7 @@ pub struct Dataplane {
     pub ratelimit: XdpRatelimitSkel<'static>,
     pub conntrack: TcConntrackSkel<'static>,
     pub threatintel: TcThreatintelSkel<'static>,
+    pub scrub: TcScrubSkel<'static>,
     pin_root: Option<PathBuf>,
     /// the maps were taken over from pins an earlier daemon left
     pub adopted: bool,
@@ -289,6 +292,29 @@ impl Dataplane {
         }
         let mut threatintel = open_ti.load().map_err(load_error("tc_threatintel"))?;
 
+        // Scrubbing is the last TC stage: the TC chains and scratch of tc_conntrack.
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open_scrub = TcScrubSkelBuilder::default()
+            .open(storage)
+            .context("opening the tc_scrub object")?;
+        open_scrub
+            .maps
+            .tc_chain_ingress
+            .reuse_fd(conntrack.maps.tc_chain_ingress.as_fd())?;
+        open_scrub
+            .maps
+            .tc_chain_egress
+            .reuse_fd(conntrack.maps.tc_chain_egress.as_fd())?;
+        open_scrub
+            .maps
+            .tc_scratch
+            .reuse_fd(conntrack.maps.tc_scratch.as_fd())?;
+        if let Some(root) = &opts.pin_root {
+            adopted |= adopt_pins(open_scrub.open_object_mut(), root, &SCRUB_MAP_NAMES)?;
+        }
+        let mut scrub = open_scrub.load().map_err(load_error("tc_scrub"))?;
+
         if let Some(root) = &opts.pin_root {
             pin_maps(firewall.object_mut(), root, &MAP_NAMES)?;
             pin_maps(firewall.object_mut(), root, &CT_MAP_NAMES)?;
@@ -296,12 +322,14 @@ impl Dataplane {
             pin_maps(conntrack.object_mut(), root, &TC_MAP_NAMES)?;
             pin_maps(firewall.object_mut(), root, &BLACKLIST_MAP_NAMES)?;
             pin_maps(threatintel.object_mut(), root, &TI_MAP_NAMES)?;
+            pin_maps(scrub.object_mut(), root, &SCRUB_MAP_NAMES)?;
         }
         let dataplane = Dataplane {
             firewall,
             ratelimit,
             conntrack,
             threatintel,
+            scrub,
             pin_root: opts.pin_root.clone(),
             adopted,
             ct_table_note,
@@ -322,6 +350,7 @@ impl Dataplane {
         let prog = match stage {
             crate::abi::tc_stage::TC_STAGE_CONNTRACK => &self.conntrack.progs.tc_conntrack,
             crate::abi::tc_stage::TC_STAGE_THREATINTEL => &self.threatintel.progs.tc_threatintel,
+            crate::abi::tc_stage::TC_STAGE_SCRUB => &self.scrub.progs.tc_scrub,
             other => bail!("no program for TC stage {}", other.0),
         };
         let fd = (prog.as_fd().as_raw_fd() as u32).to_ne_bytes();
@@ -346,6 +375,10 @@ impl Dataplane {
 
     pub fn threatintel_maps(&self) -> Result<ThreatIntelMaps> {
         ThreatIntelMaps::from_object(self.threatintel.object())
+    }
+
+    pub fn scrub_maps(&self) -> Result<ScrubMaps> {
+        ScrubMaps::from_object(self.scrub.object())
     }
 
     pub fn blacklist_maps(&self) -> Result<BlacklistMaps> {
@@ -486,6 +519,7 @@ pub fn remove_pins(root: &Path) -> Vec<String> {
         .chain(&TC_MAP_NAMES)
         .chain(&BLACKLIST_MAP_NAMES)
         .chain(&TI_MAP_NAMES)
+        .chain(&SCRUB_MAP_NAMES)
     {
         let path = root.join(name);
         if path.exists() {

@@ -62,6 +62,8 @@ const RL_PACKETS: &str = "ebpfsentinel_xdp_ratelimit_packets_total";
 const SYN: &str = "ebpfsentinel_ddos_syn_total";
 const CT_EVICTED: &str = "ebpfsentinel_conntrack_evicted_total";
 const CT_ENTRIES: &str = "ebpfsentinel_conntrack_entries";
+const SCRUB_SEEN: &str = "ebpfsentinel_scrub_packets_seen_total";
+const SCRUB_REWRITES: &str = "ebpfsentinel_scrub_rewrites_total";
 const TI_PACKETS: &str = "ebpfsentinel_threatintel_packets_total";
 const TI_SEEN: &str = "ebpfsentinel_threatintel_packets_seen_total";
 const TI_EVENTS_DROPPED: &str = "ebpfsentinel_threatintel_events_dropped_total";
@@ -264,6 +266,25 @@ impl ThreatIntel {
     }
 }
 
+/// tc_scrub in a [`Snapshot`]; the snapshot has none while the `scrub` section is absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scrub {
+    /// packets per enum scrub_stat slot, summed over CPUs
+    pub stats: [u64; crate::maps::scrub::SCRUB_STAT_COUNT],
+}
+
+impl Scrub {
+    pub fn read(maps: &crate::maps::scrub::ScrubMaps) -> Result<Scrub> {
+        Ok(Scrub {
+            stats: maps.stats().context("reading scrub_stats")?,
+        })
+    }
+
+    pub fn stat(&self, stat: crate::maps::scrub::scrub_stat) -> u64 {
+        self.stats.get(stat.0 as usize).copied().unwrap_or(0)
+    }
+}
+
 /// The IPS blacklist in a [`Snapshot`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Blacklist {
@@ -398,6 +419,8 @@ pub struct Snapshot {
     pub threatintel: Option<ThreatIntel>,
     /// None when the daemon does not read the blacklist: no IPS metrics then
     pub blacklist: Option<Blacklist>,
+    /// None while scrubbing is off: no scrub metrics then
+    pub scrub: Option<Scrub>,
 }
 
 impl Snapshot {
@@ -444,6 +467,7 @@ impl Snapshot {
             conntrack: None,
             threatintel: None,
             blacklist: None,
+            scrub: None,
         })
     }
 
@@ -601,6 +625,14 @@ pub fn fill_levels(rs: &CompiledRuleset) -> Vec<MapFill> {
 }
 
 fn describe() {
+    describe_counter!(
+        SCRUB_SEEN,
+        "Packets tc_scrub looked at (kernel scrub_stats, summed over CPUs)."
+    );
+    describe_counter!(
+        SCRUB_REWRITES,
+        "Header rewrites by tc_scrub, by what: ttl_raised (IPv4 TTL or IPv6 hop limit raised to scrub.min_ttl), mss_clamped (SYN MSS option clamped to scrub.max_mss), df_cleared, ip_id_randomised (kernel scrub_stats, summed over CPUs)."
+    );
     for c in CT_COUNTERS {
         describe_counter!(c.metric, c.help);
     }
@@ -769,6 +801,9 @@ impl Publisher {
         if let Some(ti) = &snap.threatintel {
             publish_threatintel(ti);
         }
+        if let Some(sc) = &snap.scrub {
+            publish_scrub(sc);
+        }
         if let Some(bl) = &snap.blacklist {
             gauge!(IPS_ENTRIES).set(bl.entries as f64);
             counter!(IPS_BLOCKS).absolute(bl.blocks);
@@ -831,6 +866,17 @@ fn publish_conntrack(ct: &Conntrack) {
         for (state, n) in CtState::all().zip(entries) {
             gauge!(CT_ENTRIES, "proto" => state.protocol(), "state" => state.name()).set(*n as f64);
         }
+    }
+}
+
+fn publish_scrub(sc: &Scrub) {
+    use crate::maps::scrub::{scrub_stat, stat_name, SCRUB_STATS};
+    counter!(SCRUB_SEEN).absolute(sc.stat(scrub_stat::SCRUB_STAT_SEEN));
+    for stat in SCRUB_STATS
+        .into_iter()
+        .filter(|s| *s != scrub_stat::SCRUB_STAT_SEEN)
+    {
+        counter!(SCRUB_REWRITES, "what" => stat_name(stat)).absolute(sc.stat(stat));
     }
 }
 
@@ -1108,6 +1154,7 @@ mod tests {
             conntrack: None,
             threatintel: None,
             blacklist: None,
+            scrub: None,
         }
     }
 
@@ -1347,6 +1394,36 @@ mod tests {
         ] {
             assert!(gauges.contains(line), "{line} not in {gauges:#?}");
         }
+    }
+
+    #[test]
+    fn scrub_metrics_come_with_scrub() {
+        let recorder = recorder();
+        let exporter = Exporter::new(recorder.handle());
+        publish_all(&recorder, &exporter, &[synthetic()]);
+        assert!(!exporter.render().contains("scrub"));
+        let snap = Snapshot {
+            scrub: Some(Scrub {
+                stats: [50, 1, 2, 3, 4],
+            }),
+            ..synthetic()
+        };
+        publish_all(&recorder, &exporter, &[snap]);
+        let text = exporter.render();
+        let fams = families(&text);
+        assert_eq!(
+            &family(&fams, SCRUB_SEEN).1,
+            &set(&["ebpfsentinel_scrub_packets_seen_total 50"])
+        );
+        assert_eq!(
+            &family(&fams, SCRUB_REWRITES).1,
+            &set(&[
+                "ebpfsentinel_scrub_rewrites_total{what=\"ttl_raised\"} 1",
+                "ebpfsentinel_scrub_rewrites_total{what=\"mss_clamped\"} 2",
+                "ebpfsentinel_scrub_rewrites_total{what=\"df_cleared\"} 3",
+                "ebpfsentinel_scrub_rewrites_total{what=\"ip_id_randomised\"} 4",
+            ])
+        );
     }
 
     #[test]

@@ -26,3 +26,7 @@ pub mod tc_conntrack {
 pub mod tc_threatintel {
     include!(concat!(env!("OUT_DIR"), "/tc_threatintel.skel.rs"));
 }
+
+pub mod tc_scrub {
+    include!(concat!(env!("OUT_DIR"), "/tc_scrub.skel.rs"));
+}

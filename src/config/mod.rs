@@ -86,6 +86,8 @@ pub struct Config {
     pub conntrack: ConntrackConfig,
     pub threatintel: ThreatIntelConfig,
     pub ips: IpsConfig,
+    /// `scrub`: tc_scrub's normalisation; None (no section) keeps the stage off
+    pub scrub: Option<ScrubConfig>,
 }
 
 pub const MAX_FEEDS: usize = 256;
@@ -198,6 +200,24 @@ pub struct ConntrackConfig {
     /// `sweep_interval`: how often the daemon removes idle entries nobody looked up
     pub sweep_interval: std::time::Duration,
 }
+
+/// `scrub`: what tc_scrub normalises in the packets both TC hooks pass. Every key is
+/// optional; a section without any leaves packets as they are (and counts them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrubConfig {
+    /// `min_ttl`: IPv4 TTL / IPv6 hop limit below this are raised to it
+    pub min_ttl: Option<u8>,
+    /// `max_mss`: the MSS option of SYN and SYN-ACK segments is clamped to this
+    pub max_mss: Option<u16>,
+    /// `clear_df`: clear the IPv4 don't-fragment bit
+    pub clear_df: bool,
+    /// `random_ip_id`: a random IPv4 ID on every unfragmented packet
+    pub random_ip_id: bool,
+}
+
+/// Bounds of `scrub.min_ttl` and `scrub.max_mss` (536: the IPv4 default MSS, RFC 1122).
+pub const MIN_SCRUB_TTL: u8 = 1;
+pub const MIN_SCRUB_MSS: u16 = 536;
 
 /// `enum ct_state` values: one timeout each.
 pub const CT_STATES: usize = 11;

@@ -1742,3 +1742,45 @@ fn the_shipped_threatintel_and_ips_examples_parse() {
         }
     );
 }
+
+#[test]
+fn scrub_section() {
+    for text in ["", "scrub:\n"] {
+        assert_eq!(parse_ok(text).scrub, None, "{text:?}");
+    }
+    assert_eq!(parse_ok("scrub: {}\n").scrub, Some(ScrubConfig::default()));
+    let config =
+        parse_ok("scrub: { min_ttl: 64, max_mss: 1400, clear_df: true, random_ip_id: true }\n");
+    assert_eq!(
+        config.scrub,
+        Some(ScrubConfig {
+            min_ttl: Some(64),
+            max_mss: Some(1400),
+            clear_df: true,
+            random_ip_id: true,
+        })
+    );
+    let config = parse_ok("scrub:\n  min_ttl: 255\n  max_mss: 65535\n");
+    let scrub = config.scrub.expect("scrub");
+    assert_eq!((scrub.min_ttl, scrub.max_mss), (Some(255), Some(65535)));
+    assert!(!scrub.clear_df && !scrub.random_ip_id);
+    let scrub = parse_ok("scrub: { min_ttl: 1, max_mss: 536 }\n")
+        .scrub
+        .expect("scrub");
+    assert_eq!((scrub.min_ttl, scrub.max_mss), (Some(1), Some(536)));
+}
+
+#[test]
+fn scrub_errors_are_located() {
+    assert_error("scrub: { min_ttl: »0 }\n", "a TTL in 1..=255");
+    assert_error("scrub:\n  min_ttl: »256\n", "a TTL in 1..=255");
+    assert_error("scrub:\n  max_mss: »535\n", "an MSS in 536..=65535");
+    assert_error("scrub:\n  max_mss: »65536\n", "an MSS in 536..=65535");
+    assert_error("scrub:\n  max_mss: »big\n", "an MSS in 536..=65535");
+    assert_error("scrub:\n  clear_df: »yes please\n", "a boolean");
+    assert_error(
+        "scrub:\n  »min_hops: 3\n",
+        "unknown key `min_hops` in scrub",
+    );
+    assert_error("scrub: »[1]\n", "scrub (a mapping)");
+}

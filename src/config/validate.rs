@@ -21,6 +21,7 @@ use super::{
     MAX_DURATION, MAX_FEEDS, MAX_IPS_THRESHOLD, MAX_PRIORITY, MAX_RATE_POLICIES, MAX_RATE_PPS,
     MAX_RULES, MIN_CT_DURATION, MIN_CT_TABLE_SIZE, MIN_DURATION, MIN_URL_REFRESH,
 };
+use super::{ScrubConfig, MIN_SCRUB_MSS, MIN_SCRUB_TTL};
 use crate::feeds::TiAction;
 
 const TOP_KEYS: &[&str] = &[
@@ -36,6 +37,7 @@ const TOP_KEYS: &[&str] = &[
     "conntrack",
     "threatintel",
     "ips",
+    "scrub",
 ];
 const CONNTRACK_KEYS: &[&str] = &[
     "enabled",
@@ -94,6 +96,7 @@ const FEED_FORMATS: &[(&str, FeedFormat)] = &[
     ("json", FeedFormat::Json),
     ("ndjson", FeedFormat::Ndjson),
 ];
+const SCRUB_KEYS: &[&str] = &["min_ttl", "max_mss", "clear_df", "random_ip_id"];
 const IPS_KEYS: &[&str] = &["threshold", "window", "block_for", "whitelist"];
 const METRICS_KEYS: &[&str] = &["listen"];
 const EVENTS_KEYS: &[&str] = &["path"];
@@ -519,6 +522,7 @@ impl Checker<'_> {
                 .map(|n| self.threatintel(n))
                 .unwrap_or_default(),
             ips: IpsConfig::default(),
+            scrub: fields.section("scrub").map(|n| self.scrub(n)),
         };
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);
@@ -895,6 +899,34 @@ impl Checker<'_> {
             quarantine_vlan,
             feeds,
         }
+    }
+
+    fn scrub(&mut self, node: &Node) -> ScrubConfig {
+        let mut config = ScrubConfig::default();
+        let Some(fields) = self.fields(node, "scrub", SCRUB_KEYS) else {
+            return config;
+        };
+        config.min_ttl = fields.get("min_ttl").and_then(|n| {
+            let expected = format!("a TTL in {MIN_SCRUB_TTL}..={}", u8::MAX);
+            self.typed(n, &expected, |scalar| match scalar {
+                Scalar::Int(v) => u8::try_from(v).ok().filter(|v| *v >= MIN_SCRUB_TTL),
+                _ => None,
+            })
+        });
+        config.max_mss = fields.get("max_mss").and_then(|n| {
+            let expected = format!("an MSS in {MIN_SCRUB_MSS}..={}", u16::MAX);
+            self.typed(n, &expected, |scalar| match scalar {
+                Scalar::Int(v) => u16::try_from(v).ok().filter(|v| *v >= MIN_SCRUB_MSS),
+                _ => None,
+            })
+        });
+        if let Some(n) = fields.get("clear_df") {
+            config.clear_df = self.boolean(n).unwrap_or(false);
+        }
+        if let Some(n) = fields.get("random_ip_id") {
+            config.random_ip_id = self.boolean(n).unwrap_or(false);
+        }
+        config
     }
 
     fn quarantine_needs_vlan(&mut self, node: &Node, action: TiAction, vlan_set: bool) {

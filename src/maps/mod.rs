@@ -4,6 +4,7 @@ pub mod blacklist;
 pub mod conntrack;
 pub mod firewall;
 pub mod ratelimit;
+pub mod scrub;
 pub mod threatintel;
 
 use std::collections::HashSet;
