@@ -8,6 +8,7 @@
 #include "lib/parse.bpf.h"
 #include "lib/conntrack.bpf.h"
 #include "lib/tc_chain.bpf.h"
+#include "lib/tcpopt.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -23,69 +24,19 @@ enum ct_stat _ct_stat_btf;
 enum ct_limits _ct_limits_btf;
 enum tc_stage _tc_stage_btf;
 
-struct ct_opt_scan {
-	/* 40 option bytes at most; the 64-byte buffer lets indexes be masked */
-	__u8 opts[64];
-	__u32 len;
-	__u32 off;
-	__u8 wscale;
-};
-
-/*
- * One option per call, through bpf_loop: the callback is verified once, where an unrolled or
- * bounded loop over 40 bytes multiplies the verifier's states past its limit.
- */
-static long ct_opt_step(__u64 index, void *ctx)
-{
-	struct ct_opt_scan *scan = ctx;
-	__u64 at = scan->off, next = scan->off + 1, value = scan->off + 2;
-	__u8 kind, optlen;
-
-	if (scan->off + 1 >= scan->len)
-		return 1;
-	VERIFIER_MASK(at, 63);
-	VERIFIER_MASK(next, 63);
-	VERIFIER_MASK(value, 63);
-	kind = scan->opts[at];
-	if (kind == TCPOPT_EOL)
-		return 1;
-	if (kind == TCPOPT_NOP) {
-		scan->off++;
-		return 0;
-	}
-	optlen = scan->opts[next];
-	if (kind == TCPOPT_WSCALE && optlen == 3 && scan->off + 2 < scan->len) {
-		__u8 scale = scan->opts[value];
-
-		scan->wscale = scale > TCP_MAX_WSCALE ? TCP_MAX_WSCALE : scale;
-		return 1;
-	}
-	if (optlen < 2)
-		return 1;
-	scan->off += optlen;
-	return 0;
-}
-
 /* the window scale a SYN announces, CT_NO_WSCALE without the option */
 static __always_inline __u8 ct_syn_wscale(struct __sk_buff *skb, const struct pkt *p)
 {
-	struct ct_opt_scan scan = { .wscale = CT_NO_WSCALE };
-	struct tcphdr th;
-	__u32 len;
+	struct tcp_opt_scan scan = {};
+	__u64 at;
+	__u8 scale;
 
-	if (bpf_skb_load_bytes(skb, p->l4_off, &th, sizeof(th)))
+	if (tcp_opt_find(skb, p->l4_off, &scan, TCPOPT_WSCALE, TCPOLEN_WSCALE) < 0)
 		return CT_NO_WSCALE;
-	len = th.doff * 4;
-	if (len <= sizeof(th))
-		return CT_NO_WSCALE;
-	len -= sizeof(th);
-	if (len > 40)
-		return CT_NO_WSCALE;
-	if (bpf_skb_load_bytes(skb, p->l4_off + sizeof(th), scan.opts, len))
-		return CT_NO_WSCALE;
-	scan.len = len;
-	bpf_loop(40, ct_opt_step, &scan, 0);
-	return scan.wscale;
+	at = scan.found + 2;
+	VERIFIER_MASK(at, 63);
+	scale = scan.opts[at];
+	return scale > TCP_MAX_WSCALE ? TCP_MAX_WSCALE : scale;
 }
 
 static __always_inline void ct_side_open(struct ct_side *s, const struct ct_view *v, __u32 win)

@@ -10,13 +10,10 @@
 #include "lib/common.bpf.h"
 #include "lib/parse.bpf.h"
 #include "lib/tc_chain.bpf.h"
+#include "lib/tcpopt.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define TCPOPT_EOL   0
-#define TCPOPT_NOP   1
-#define TCPOPT_MSS   2
-#define TCPOLEN_MSS  4
 #define TCP_FLAG_SYN 0x02
 
 /* IPv4 header offsets */
@@ -107,81 +104,27 @@ static __always_inline void scrub_ipv6(struct __sk_buff *skb, const struct scrub
 		scrub_count(SCRUB_STAT_TTL_RAISED);
 }
 
-struct scrub_opt_scan {
-	/* 40 option bytes at most; the 64-byte buffer lets indexes be masked */
-	__u8 opts[64];
-	__u32 len;
-	__u32 off;
-	/* offset of the MSS option in opts, or -1 */
-	__s32 mss_at;
-};
-
-/*
- * One option per call, through bpf_loop: the callback is verified once, where a bounded loop
- * over 40 bytes multiplies the verifier's states (see ct_opt_step).
- */
-static long scrub_opt_step(__u64 index, void *ctx)
-{
-	struct scrub_opt_scan *scan = ctx;
-	__u64 at = scan->off, next = scan->off + 1;
-	__u8 kind, optlen;
-
-	if (scan->off + 1 >= scan->len)
-		return 1;
-	VERIFIER_MASK(at, 63);
-	VERIFIER_MASK(next, 63);
-	kind = scan->opts[at];
-	if (kind == TCPOPT_EOL)
-		return 1;
-	if (kind == TCPOPT_NOP) {
-		scan->off++;
-		return 0;
-	}
-	optlen = scan->opts[next];
-	if (kind == TCPOPT_MSS && optlen == TCPOLEN_MSS && scan->off + TCPOLEN_MSS <= scan->len) {
-		scan->mss_at = scan->off;
-		return 1;
-	}
-	if (optlen < 2)
-		return 1;
-	scan->off += optlen;
-	return 0;
-}
-
 /* Clamps the MSS option of a SYN (or SYN-ACK) to max_mss. */
 static __always_inline void scrub_mss(struct __sk_buff *skb, const struct scrub_settings *s,
 				      __u32 l4)
 {
-	struct scrub_opt_scan scan = { .mss_at = -1 };
-	struct tcphdr th;
+	struct tcp_opt_scan scan = {};
 	__u64 at;
-	__u32 len, value_off;
+	__u32 value_off;
 	__be16 old, new;
 	__u16 mss;
 
-	if (bpf_skb_load_bytes(skb, l4, &th, sizeof(th)))
+	if (tcp_opt_find(skb, l4, &scan, TCPOPT_MSS, TCPOLEN_MSS) < 0)
 		return;
-	len = th.doff * 4;
-	if (len <= sizeof(th))
-		return;
-	len -= sizeof(th);
-	if (len > 40)
-		return;
-	if (bpf_skb_load_bytes(skb, l4 + sizeof(th), scan.opts, len))
-		return;
-	scan.len = len;
-	bpf_loop(40, scrub_opt_step, &scan, 0);
-	if (scan.mss_at < 0)
-		return;
-	at = scan.mss_at + 2;
+	at = scan.found + 2;
 	VERIFIER_MASK(at, 63);
 	mss = (__u16)scan.opts[at] << 8;
-	at = scan.mss_at + 3;
+	at = scan.found + 3;
 	VERIFIER_MASK(at, 63);
 	mss |= scan.opts[at];
 	if (mss <= s->max_mss)
 		return;
-	value_off = sizeof(th) + scan.mss_at + 2;
+	value_off = sizeof(struct tcphdr) + scan.found + 2;
 	new = bpf_htons(s->max_mss);
 	if (bpf_skb_store_bytes(skb, l4 + value_off, &new, sizeof(new), 0))
 		return;

@@ -37,9 +37,6 @@ struct {
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
 
-#define TCPOPT_EOL     0
-#define TCPOPT_NOP     1
-#define TCPOPT_WSCALE  3
 #define TCP_MAX_WSCALE 14
 /* ct_side.wscale before the SYN showed one: no scaling */
 #define CT_NO_WSCALE 0xff
