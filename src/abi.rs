@@ -3,10 +3,10 @@
 
 use crate::skel::xdp_firewall::types;
 
+pub use crate::skel::tc_conntrack::types::{ct_class, ct_limits, tc_stage};
 pub use crate::skel::tc_conntrack::types::{
     ct_dir, ct_entry, ct_entry_flags, ct_key, ct_settings, ct_side, ct_stat, ct_state,
 };
-pub use crate::skel::tc_conntrack::types::{ct_limits, tc_stage};
 pub use crate::skel::tc_scrub::types::{scrub_flags, scrub_settings, scrub_stat};
 pub use crate::skel::tc_threatintel::types::{
     ti_action, ti_bloom_fill_ctl, ti_bloom_key, ti_bloom_kind, ti_ioc, ti_limits, ti_lpm_v4_key,
@@ -120,7 +120,6 @@ const _: () = assert!(std::mem::size_of::<ct_key>() == 40);
 const _: () = assert!(std::mem::size_of::<ct_side>() == 32);
 const _: () = assert!(std::mem::size_of::<ct_entry>() == 96);
 const _: () = assert!(std::mem::size_of::<ct_settings>() == 8 * CT_STATE_COUNT + 8);
-const _: () = assert!(CT_STATE_COUNT == crate::config::CT_STATES);
 const _: () = assert!(std::mem::size_of::<packet_event>() == 56);
 const _: () = assert!(std::mem::size_of::<scrub_settings>() == 8);
 const _: () = assert!(std::mem::size_of::<rl_policy>() == 24);

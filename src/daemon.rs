@@ -195,20 +195,20 @@ impl EventTaps {
     fn tap(&self, ev: &mut events::EveEvent) {
         match (ev.event_type, ev.action) {
             ("threatintel", _) => {
-                let (side, addr, ioc) = match self.intel.ioc_of(ev.src_ip) {
-                    Some(ioc) => ("src", ev.src_ip, ioc),
-                    None => match self.intel.ioc_of(ev.dest_ip) {
-                        Some(ioc) => ("dest", ev.dest_ip, ioc),
-                        None => return,
-                    },
-                };
-                let feed = ev.rule_id.clone().unwrap_or_default();
                 let iocs = self
                     .intel
                     .iocs
                     .read()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
+                let (side, addr, ioc) = match intel::ioc_of(&iocs, ev.src_ip) {
+                    Some(ioc) => ("src", ev.src_ip, ioc),
+                    None => match intel::ioc_of(&iocs, ev.dest_ip) {
+                        Some(ioc) => ("dest", ev.dest_ip, ioc),
+                        None => return,
+                    },
+                };
+                let feed = ev.rule_id.clone().unwrap_or_default();
                 ev.threatintel = Some(events::TiMatch {
                     ioc: ioc.net.to_string(),
                     side,

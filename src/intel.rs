@@ -45,15 +45,12 @@ pub struct Shared {
     pub last_apply: Mutex<Option<ApplyReport>>,
 }
 
-impl Shared {
-    /// The most specific IOC covering `addr`.
-    pub fn ioc_of(&self, addr: IpAddr) -> Option<Ioc> {
-        let iocs = self.iocs.read().unwrap_or_else(|p| p.into_inner()).clone();
-        iocs.matching(addr)
-            .into_iter()
-            .max_by_key(|i| i.net.prefix_len())
-            .cloned()
-    }
+/// The most specific IOC of `iocs` covering `addr`.
+pub fn ioc_of(iocs: &IocSet, addr: IpAddr) -> Option<Ioc> {
+    iocs.matching(addr)
+        .into_iter()
+        .max_by_key(|i| i.net.prefix_len())
+        .cloned()
 }
 
 /// Whether threat intel is on: a config without feeds leaves the stage's slot empty.

@@ -14,7 +14,6 @@ use ebpfsentinel::config::ConntrackConfig;
 use ebpfsentinel::loader::LoadOptions;
 use ebpfsentinel::maps::conntrack::{ConntrackMaps, Flow};
 use ebpfsentinel::packet::{PacketBuilder, TcpFlags};
-use libbpf_rs::ProgramInput;
 
 /// TC_ACT_UNSPEC: the chain passed the packet on to whatever else is on the hook
 const TC_NEXT: i32 = -1;
@@ -62,19 +61,7 @@ impl Tracker {
     }
 
     fn tc(&self, ingress: bool, frame: &[u8]) -> i32 {
-        let progs = &self.fw.dp.conntrack.progs;
-        let prog = if ingress {
-            &progs.tc_ingress
-        } else {
-            &progs.tc_egress
-        };
-        let input = ProgramInput {
-            data_in: Some(frame),
-            ..Default::default()
-        };
-        prog.test_run(input)
-            .expect("BPF_PROG_TEST_RUN")
-            .return_value as i32
+        self.fw.tc(ingress, frame).0
     }
 
     /// Received by this host: xdp_firewall, then (when it passed) TC ingress.

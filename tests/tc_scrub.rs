@@ -15,7 +15,6 @@ use ebpfsentinel::packet::{
     ones_complement_sum, pseudo_header, ExtHeader, PacketBuilder, TcpFlags, ETHERNET_HEADER_LEN,
     IPPROTO_TCP, IPPROTO_UDP,
 };
-use libbpf_rs::ProgramInput;
 
 const TC_NEXT: i32 = -1;
 const L3: usize = ETHERNET_HEADER_LEN;
@@ -50,23 +49,7 @@ impl Scrubber {
 
     /// (verdict, output frame) of one frame through the entry program of a direction.
     fn run(&self, ingress: bool, frame: &[u8]) -> (i32, Vec<u8>) {
-        let progs = &self.fw.dp.conntrack.progs;
-        let prog = if ingress {
-            &progs.tc_ingress
-        } else {
-            &progs.tc_egress
-        };
-        let mut out = vec![0u8; frame.len() + 256];
-        let res = prog
-            .test_run(ProgramInput {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..Default::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        let (verdict, len) = (res.return_value as i32, res.data.map_or(0, |d| d.len()));
-        out.truncate(len);
-        (verdict, out)
+        self.fw.tc(ingress, frame)
     }
 
     /// Runs `frame` on both hooks; each output must pass (TCX_NEXT), have valid checksums

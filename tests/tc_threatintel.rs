@@ -15,7 +15,6 @@ use ebpfsentinel::maps::blacklist::BlacklistMaps;
 use ebpfsentinel::maps::threatintel::ThreatIntelMaps;
 use ebpfsentinel::packet::PacketBuilder;
 use ipnet::IpNet;
-use libbpf_rs::ProgramInput;
 
 const TC_NEXT: i32 = -1;
 const TC_SHOT: i32 = 2;
@@ -53,18 +52,7 @@ impl Intel {
     }
 
     fn tc(&self, ingress: bool, frame: &[u8]) -> i32 {
-        let progs = &self.fw.dp.conntrack.progs;
-        let prog = if ingress {
-            &progs.tc_ingress
-        } else {
-            &progs.tc_egress
-        };
-        prog.test_run(ProgramInput {
-            data_in: Some(frame),
-            ..Default::default()
-        })
-        .expect("BPF_PROG_TEST_RUN")
-        .return_value as i32
+        self.fw.tc(ingress, frame).0
     }
 
     fn stat(&self, s: ti_stat) -> u64 {

@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use ipnet::IpNet;
 use serde::Serialize;
 
+use super::block::short_duration;
 use super::{Outcome, PinRootArg};
 use crate::events::proto_name;
 use crate::maps::conntrack::{self, ConntrackMaps, Flow, FlowFilter};
@@ -163,17 +164,6 @@ fn endpoint(addr: IpAddr, port: u16, ports: bool) -> String {
         SocketAddr::new(addr, port).to_string()
     } else {
         addr.to_string()
-    }
-}
-
-/// 42s, 3m05s, 2h07m, 4d03h.
-fn short_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..=86_399 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
     }
 }
 

@@ -220,7 +220,7 @@ pub const MIN_SCRUB_TTL: u8 = 1;
 pub const MIN_SCRUB_MSS: u16 = 536;
 
 /// `enum ct_state` values: one timeout each.
-pub const CT_STATES: usize = 11;
+pub const CT_STATES: usize = crate::abi::CT_STATE_COUNT;
 
 pub const MIN_CT_TABLE_SIZE: u32 = 1024;
 pub const MAX_CT_TABLE_SIZE: u32 = 16_777_216;
@@ -259,7 +259,7 @@ impl Default for ConntrackConfig {
 }
 
 /// `enum ct_class` values: what a packet is to the tracker.
-pub const CT_CLASSES: usize = 4;
+pub const CT_CLASSES: usize = crate::abi::ct_class::CT_CLASS_COUNT.0 as usize;
 
 /// `state:` names, by `enum ct_class`.
 pub const CT_CLASS_NAMES: [&str; CT_CLASSES] = ["new", "established", "related", "invalid"];

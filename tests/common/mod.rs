@@ -132,6 +132,28 @@ impl Firewall {
             .return_value
     }
 
+    /// (verdict, output frame) of one frame through the TC entry program of a direction
+    /// (ingress: received by this host; egress: sent by it) and the stages it chains.
+    pub fn tc(&self, ingress: bool, frame: &[u8]) -> (i32, Vec<u8>) {
+        let progs = &self.dp.conntrack.progs;
+        let prog = if ingress {
+            &progs.tc_ingress
+        } else {
+            &progs.tc_egress
+        };
+        let mut out = vec![0u8; frame.len() + 256];
+        let res = prog
+            .test_run(ProgramInput {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        let (verdict, len) = (res.return_value as i32, res.data.map_or(0, |d| d.len()));
+        out.truncate(len);
+        (verdict, out)
+    }
+
     pub fn stats(&self) -> Vec<u64> {
         self.maps.stats().expect("stats")
     }

@@ -12,6 +12,11 @@ use super::netns::Netns;
 pub fn udp_bind(ns: &Netns, addr: SocketAddr) -> UdpSocket {
     ns.run(|| {
         let s = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        // Tests queue their datagrams before reading; 6.1's veth with native XDP charges a
+        // page per datagram, and 50 of them overflow the default buffer.
+        socket2::SockRef::from(&s)
+            .set_recv_buffer_size(1 << 20)
+            .expect("SO_RCVBUF");
         s.set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
         s
