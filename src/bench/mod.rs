@@ -6,6 +6,8 @@ pub mod events;
 pub mod firewall;
 pub mod ratelimit;
 pub mod reload;
+pub mod scrub;
+pub mod tc;
 pub mod threatintel;
 
 use std::collections::{BTreeSet, HashSet};
