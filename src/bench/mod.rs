@@ -1,9 +1,11 @@
 //! Benchmarks through BPF_PROG_TEST_RUN and the userspace paths around the kernel: every
 //! per-packet figure comes with the floor program measured in the same run.
 
+pub mod all;
 pub mod conntrack;
 pub mod events;
 pub mod firewall;
+pub mod memory;
 pub mod ratelimit;
 pub mod reload;
 pub mod scrub;

@@ -76,7 +76,7 @@ fn real_feeds(dir: &Path) -> Result<IocSet> {
 }
 
 /// `n` distinct random /32s outside 10.0.0.0/8 (where the benchmark's clean packets live).
-fn synthetic(n: usize, rng: &mut Rng) -> IocSet {
+pub(crate) fn synthetic(n: usize, rng: &mut Rng) -> IocSet {
     let mut set = IocSet::default();
     while set.iocs.len() < n {
         let a = Ipv4Addr::from((rng.next_u64() >> 32) as u32);

@@ -23,6 +23,22 @@ pub struct BenchArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum BenchWhat {
+    /// Every benchmark below in one run, then the maps' memory at the benchmark sizes and a
+    /// daemon's resident set: writes bench.json and bench.md (a Markdown report) to --out.
+    All {
+        /// Where the report and each benchmark's JSON go.
+        #[arg(long, value_name = "DIR", default_value = "target/bench")]
+        out: PathBuf,
+        /// Largest CIDR-only set of the firewall benchmark.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_cidrs: usize,
+        /// Largest set of tracked sources of the rate-limit benchmark.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_sources: usize,
+        /// Where the real feed files are.
+        #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/feeds"))]
+        feeds: PathBuf,
+    },
     /// xdp_firewall: general-rule scaling and CIDR-only scaling, hot key and spread keys.
     Firewall {
         /// Largest CIDR-only set to measure (1k, 100k and 1M by default).
@@ -60,6 +76,20 @@ enum BenchWhat {
 pub fn execute(args: BenchArgs) -> Result<Outcome> {
     let json = args.json.as_deref();
     match args.what {
+        BenchWhat::All {
+            out,
+            max_cidrs,
+            max_sources,
+            feeds,
+        } => bench::all::run(
+            args.repeat,
+            &bench::all::Sizes {
+                max_cidrs,
+                max_sources,
+                feeds,
+            },
+            &out,
+        )?,
         BenchWhat::Firewall { max_cidrs } => bench::firewall::run(args.repeat, max_cidrs, json)?,
         BenchWhat::Conntrack => bench::conntrack::run(args.repeat, json)?,
         BenchWhat::Threatintel { feeds } => bench::threatintel::run(args.repeat, &feeds, json)?,
