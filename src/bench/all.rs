@@ -388,7 +388,7 @@ mod tests {
                 "demo": {
                     "repeat": 1000,
                     "rows": [
-                        { "scenario": "a|b", "ns_per_packet": 123.456, "ratio_to_floor": 3.14159 },
+                        { "scenario": "a|b", "ns_per_packet": 123.456, "ratio_to_floor": 3.14359 },
                         { "scenario": "c", "ns_per_packet": 1234.5, "ratio_to_floor": 0.5 }
                     ],
                     "pairs": [["x", 1.5]],

@@ -61,7 +61,7 @@ pub fn maps_of_this_process() -> Result<Vec<MapMemory>> {
         });
     }
     let mut maps: Vec<MapMemory> = by_id.into_values().collect();
-    maps.sort_by(|a, b| b.memlock_bytes.cmp(&a.memlock_bytes));
+    maps.sort_by_key(|m| std::cmp::Reverse(m.memlock_bytes));
     Ok(maps)
 }
 
