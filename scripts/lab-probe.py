@@ -52,9 +52,68 @@ def checksum(data):
     return ~s & 0xFFFF
 
 
-def probe(src, dst, proto, port, timeout):
+def dns_query(name, ident):
+    labels = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+    return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + labels + struct.pack("!HH", 1, 1)
+
+
+def flood(src, dst, port, count, rate, timeout):
+    """UDP datagrams at `rate` per second; prints how many of `count` came back."""
     family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-    payload = b"ebpfsentinel lab probe"
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((src, 0))
+    s.setblocking(False)
+    received = 0
+    start = time.time()
+    for i in range(count):
+        s.sendto(b"flood %d" % i, (dst, port))
+        while time.time() < start + (i + 1) / rate:
+            try:
+                s.recv(256)
+                received += 1
+            except BlockingIOError:
+                time.sleep(0.0005)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            s.recv(256)
+            received += 1
+        except BlockingIOError:
+            time.sleep(0.01)
+    print("%d/%d" % (received, count))
+    return received == count
+
+
+def syn_flood(src, dst, port, count, rate):
+    """Raw SYNs from `src`; prints how many SYN-ACKs came back (SYN cookies from XDP)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    s.bind((src, 0))
+    s.setblocking(False)
+    saddr, daddr = socket.inet_aton(src), socket.inet_aton(dst)
+    synacks = 0
+    start = time.time()
+    for i in range(count):
+        sport = 20000 + i % 40000
+        hdr = struct.pack("!HHIIBBHHH", sport, port, 1000 + i, 0, 5 << 4, 0x02, 64240, 0, 0)
+        pseudo = saddr + daddr + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(hdr))
+        hdr = hdr[:16] + struct.pack("!H", checksum(pseudo + hdr)) + hdr[18:]
+        s.sendto(hdr, (dst, 0))
+        while time.time() < start + (i + 1) / rate:
+            try:
+                data = s.recv(2048)
+                tcp = data[(data[0] & 0x0F) * 4:]
+                if data[12:16] == daddr and tcp[13] & 0x12 == 0x12:
+                    synacks += 1
+            except BlockingIOError:
+                time.sleep(0.0002)
+    print("%d SYN-ACKs for %d SYNs" % (synacks, count))
+    return synacks > 0
+
+
+def probe(src, dst, proto, port, timeout, payload=b"ebpfsentinel lab probe", name=None):
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    if name is not None:
+        payload = dns_query(name, os.getpid() & 0xFFFF)
     try:
         if proto == "tcp":
             s = socket.socket(family, socket.SOCK_STREAM)
@@ -106,10 +165,26 @@ def main():
     pr.add_argument("--proto", choices=["tcp", "udp", "icmp"], required=True)
     pr.add_argument("--port", type=int, default=0)
     pr.add_argument("--timeout", type=float, default=1.5)
+    pr.add_argument("--payload", help="what a TCP or UDP probe sends (and expects echoed)")
+    pr.add_argument("--dns-name", help="send a DNS query for this name (UDP)")
+    fl = sub.add_parser("flood")
+    fl.add_argument("--src", required=True)
+    fl.add_argument("--dst", required=True)
+    fl.add_argument("--proto", choices=["udp", "syn"], required=True)
+    fl.add_argument("--port", type=int, required=True)
+    fl.add_argument("--count", type=int, default=1000)
+    fl.add_argument("--rate", type=float, default=1000)
     a = ap.parse_args()
     if a.cmd == "serve":
         serve(a.addr, a.tcp, a.udp)
-    sys.exit(0 if probe(a.src, a.dst, a.proto, a.port, a.timeout) else 1)
+    if a.cmd == "flood":
+        if a.proto == "udp":
+            ok = flood(a.src, a.dst, a.port, a.count, a.rate, 1.0)
+        else:
+            ok = syn_flood(a.src, a.dst, a.port, a.count, a.rate)
+        sys.exit(0 if ok else 1)
+    payload = a.payload.encode() if a.payload else b"ebpfsentinel lab probe"
+    sys.exit(0 if probe(a.src, a.dst, a.proto, a.port, a.timeout, payload, a.dns_name) else 1)
 
 
 if __name__ == "__main__":

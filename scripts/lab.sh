@@ -5,9 +5,10 @@
 # is removed on exit, Ctrl-C or failure. Run as root on a fresh machine.
 #
 #   internet ns: client 198.51.100.20, 2001:db8:c11::20; attacker 1.10.16.66 (Spamhaus DROP),
-#                2001:db8:bad::66; monitoring host 203.0.113.250 (allowlisted)
+#                2001:db8:bad::66; botnet C2 51.178.161.32 (Feodo Tracker); monitoring host
+#                203.0.113.250 (allowlisted)
 #   router ns:   wan0 100.64.0.1 (ebpfsentinel's XDP), lan0 10.0.0.1
-#   server ns:   10.0.0.2, 2001:db8:10::2 with TCP 80 and 23 and UDP 53 echo services
+#   server ns:   10.0.0.2, 2001:db8:10::2 with TCP 80 and 23 and UDP 53 and 7 echo services
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,7 +69,7 @@ in_ns "$server" ip link set srv0 up
 in_ns "$router" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 
 in_ns "$inet" ip addr add 100.64.0.2/24 dev inet0
-for a in 198.51.100.20 1.10.16.66 203.0.113.250; do
+for a in 198.51.100.20 1.10.16.66 51.178.161.32 203.0.113.250; do
 	in_ns "$inet" ip addr add "$a/32" dev inet0
 done
 in_ns "$inet" ip -6 addr add 2001:db8:100::2/64 dev inet0 nodad
@@ -82,7 +83,7 @@ in_ns "$router" ip addr add 100.64.0.1/24 dev wan0
 in_ns "$router" ip -6 addr add 2001:db8:100::1/64 dev wan0 nodad
 in_ns "$router" ip addr add 10.0.0.1/24 dev lan0
 in_ns "$router" ip -6 addr add 2001:db8:10::1/64 dev lan0 nodad
-for a in 198.51.100.20 1.10.16.66 203.0.113.250; do
+for a in 198.51.100.20 1.10.16.66 51.178.161.32 203.0.113.250; do
 	in_ns "$router" ip route add "$a/32" via 100.64.0.2
 done
 for a in 2001:db8:c11::20 2001:db8:bad::66; do
@@ -93,10 +94,12 @@ in_ns "$server" ip addr add 10.0.0.2/24 dev srv0
 in_ns "$server" ip -6 addr add 2001:db8:10::2/64 dev srv0 nodad
 in_ns "$server" ip route add default via 10.0.0.1
 in_ns "$server" ip -6 route add default via 2001:db8:10::1
+# the server accepts the ACKs of SYN cookies XDP issued on its behalf
+in_ns "$server" sysctl -qw net.ipv4.tcp_syncookies=2
 
 # started through ip directly, not in_ns: $! must be the process itself, not a subshell
 ip netns exec "$server" python3 scripts/lab-probe.py serve --addr 10.0.0.2 --addr 2001:db8:10::2 \
-	--tcp 80 --tcp 23 --udp 53 &
+	--tcp 80 --tcp 23 --udp 53 --udp 7 &
 pids+=($!)
 
 echo "== starting ebpfsentinel on the router's wan0"
@@ -115,6 +118,11 @@ for _ in $(seq 1 300); do
 	sleep 0.1
 done
 grep ready "$work/daemon.log" || die "ebpfsentinel never became ready"
+# the threat-intel feeds load in the background after "ready"
+for _ in $(seq 1 100); do
+	"$bin" ti lookup 51.178.161.32 --pin-root "$pins" >/dev/null 2>&1 && break
+	sleep 0.1
+done
 
 echo "== traffic from the internet side"
 # label | source | destination | protocol | port | expected
@@ -129,6 +137,7 @@ probes=(
 	"spamhaus-listed dns|1.10.16.66|10.0.0.2|udp|53|blocked"
 	"spamhaus-listed ping|1.10.16.66|10.0.0.2|icmp|0|blocked"
 	"v6-net web (rule v6-net)|2001:db8:bad::66|2001:db8:10::2|tcp|80|blocked"
+	"feodo C2 web (threat intel)|51.178.161.32|10.0.0.2|tcp|80|blocked"
 )
 failures=0
 printf '%-34s %-18s %-6s %-9s %s\n' PROBE SOURCE PROTO RESULT EXPECTED
@@ -147,6 +156,42 @@ for p in "${probes[@]}"; do
 	}
 	printf '%-34s %-18s %-6s %-9s %s\n' "$label" "$src" "$proto/$port" "$got" "$mark"
 done
+
+echo
+echo "== floods"
+# label | source | destination | kind | port | count | rate/s | expected (passed: all answered)
+floods=(
+	"UDP echo flood (rate limit 100/s)|198.51.100.20|10.0.0.2|udp|7|1000|1000|limited"
+	"SYN flood (cookies above 200/s)|198.51.100.20|10.0.0.2|syn|80|2000|2000|answered"
+)
+for f in "${floods[@]}"; do
+	IFS='|' read -r label src dst kind port count rate expect <<<"$f"
+	out=$(in_ns "$inet" python3 scripts/lab-probe.py flood --src "$src" --dst "$dst" \
+		--proto "$kind" --port "$port" --count "$count" --rate "$rate") && all=1 || all=0
+	case $kind in
+	udp) [[ $all == 0 ]] && got=limited || got=passed ;;
+	syn)
+		# the server answers with cookies of its own too: count the ones XDP sent
+		cookies=$("$bin" status --pin-root "$pins" | awk '$1 == "tx/syn_cookie" { print $2 }')
+		out="$out, ${cookies:-0} from XDP"
+		[[ $all == 1 && ${cookies:-0} -gt 0 ]] && got=answered || got=unanswered
+		;;
+	esac
+	mark=ok
+	[[ $got == "$expect" ]] || {
+		mark=UNEXPECTED
+		failures=$((failures + 1))
+	}
+	printf '%-34s %-18s %-6s %-9s %s (%s)\n' "$label" "$src" "$kind/$port" "$got" "$mark" "$out"
+done
+# the flood's source is limited, not banned: a real connection still completes
+if in_ns "$inet" python3 scripts/lab-probe.py probe --src 198.51.100.20 --dst 10.0.0.2 \
+	--proto tcp --port 80; then
+	printf '%-34s %-18s %-6s %-9s %s\n' "client web after the floods" 198.51.100.20 tcp/80 passed ok
+else
+	printf '%-34s %-18s %-6s %-9s %s\n' "client web after the floods" 198.51.100.20 tcp/80 blocked UNEXPECTED
+	failures=$((failures + 1))
+fi
 
 sleep 0.5
 echo

@@ -72,17 +72,17 @@ fn counter_name(stat: fw_stat) -> String {
     }
 }
 
-fn rl_counter_name(stat: rl_stat) -> &'static str {
+/// The metrics' labels: "drop/over_rate", "tx/syn_cookie", "syn/received".
+fn rl_counter_name(stat: rl_stat) -> String {
     match stat {
-        rl_stat::RL_STAT_SEEN => "seen",
-        rl_stat::RL_STAT_PASS_UNLIMITED => "pass/unlimited",
-        rl_stat::RL_STAT_PASS_NO_POLICY => "pass/no_policy",
-        rl_stat::RL_STAT_PASS_IN_RATE => "pass/in_rate",
-        rl_stat::RL_STAT_PASS_OVER_RATE => "pass/over_rate",
-        rl_stat::RL_STAT_DROP_OVER_RATE => "drop/over_rate",
-        rl_stat::RL_STAT_EVENTS_SENT => "events_sent",
-        rl_stat::RL_STAT_EVENTS_DROPPED => "events_dropped",
-        _ => "unknown",
+        rl_stat::RL_STAT_SEEN => "seen".into(),
+        rl_stat::RL_STAT_EVENTS_SENT => "events_sent".into(),
+        rl_stat::RL_STAT_EVENTS_DROPPED => "events_dropped".into(),
+        _ => match (metrics::rl_stat_label(stat), metrics::syn_stat_label(stat)) {
+            (Some((verdict, reason)), _) => format!("{verdict}/{reason}"),
+            (None, Some(what)) => format!("syn/{what}"),
+            (None, None) => format!("slot {}", stat.0),
+        },
     }
 }
 
@@ -281,4 +281,23 @@ fn print_text(status: &Status) {
             format!("missing: {}", missing.join(", "))
         }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rate_limiter_slot_has_a_name() {
+        let names: Vec<String> = (0..rl_stat::RL_STAT_COUNT.0)
+            .map(|i| rl_counter_name(rl_stat(i)))
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            assert!(!n.starts_with("slot "), "rl_stats slot {i} has no name");
+        }
+        let unique: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert!(names.contains(&"tx/syn_cookie".to_string()), "{names:?}");
+        assert!(names.contains(&"syn/received".to_string()), "{names:?}");
+    }
 }
