@@ -61,6 +61,15 @@ pub enum Outcome {
 
 impl Cli {
     pub fn execute(self) -> Result<Outcome> {
+        if !matches!(self.command, Command::Run(_)) {
+            // `ebpfsentinel status | head`: a reader that goes away ends a report quietly, as it
+            // does any other CLI tool; the daemon keeps SIGPIPE ignored and handles EPIPE on
+            // its event output instead of dying with enforcement half-applied.
+            // SAFETY: signal(2) with SIG_DFL before any thread is started.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            }
+        }
         match self.command {
             Command::Run(a) => run::execute(a),
             Command::Check(a) => check::execute(a),
