@@ -106,8 +106,7 @@ fn row(out: &mut impl Write, r: &Record, explain: bool, multi: bool) -> Result<(
     } else {
         r.frame.to_string()
     };
-    writeln!(
-        out,
+    let line = format!(
         "{:>6} {} {:<52} {:<11} {:<26} {:<16} {}",
         place,
         clock(r.ts_ns),
@@ -120,7 +119,8 @@ fn row(out: &mut impl Write, r: &Record, explain: bool, multi: bool) -> Result<(
         } else {
             events.join(",")
         }
-    )?;
+    );
+    writeln!(out, "{}", line.trim_end())?;
     if explain {
         writeln!(out, "       {}", r.explain)?;
     }
