@@ -501,6 +501,13 @@ fn the_tcpdump_corpus_replays_whole() {
         29
     );
     assert_eq!(summary["by_verdict"]["unsupported"], 810);
+    // every packet a program ran on has its deciding stage, none unattributed
+    let by_stage = summary["by_stage"].as_object().unwrap();
+    assert!(!by_stage.contains_key("unattributed"), "{by_stage:?}");
+    let attributed: u64 = by_stage.values().map(|v| v.as_u64().unwrap()).sum();
+    let ran = summary["by_verdict"]["pass"].as_u64().unwrap()
+        + summary["by_verdict"]["drop"].as_u64().unwrap();
+    assert_eq!(attributed, ran);
     // no program runs on these: frames shorter than an Ethernet header, raw "IP" of version 3;
     // the rest of the errors are frames the kernel's test runs refuse for their size
     let error_of = |p: &&Value| field(p, "error") + &field(p, "parse_error");

@@ -334,57 +334,18 @@ impl Replay {
         hits_after: &[u64],
         r: &mut Record,
     ) {
-        let moved = |i: usize, slot: u32| {
-            let s = slot as usize;
-            after[i].get(s).copied().unwrap_or(0) > before[i].get(s).copied().unwrap_or(0)
-        };
-        let mut decider: Option<(usize, &'static str)> = None;
-        let mut last_seen = None;
-        // XDP stages run before TC stages whatever their place in the table.
-        let order: Vec<usize> = [Hook::Xdp, Hook::Tc]
-            .iter()
-            .flat_map(|h| {
-                self.stats
-                    .iter()
-                    .enumerate()
-                    .filter(move |(_, s)| s.stage.hook == *h)
-                    .map(|(i, _)| i)
-            })
-            .collect();
-        for &i in &order {
-            let stage = self.stats[i].stage;
-            let mut saw = moved(i, stage.seen);
-            for s in stage.slots {
-                if !moved(i, s.slot) {
-                    continue;
-                }
-                saw = true;
-                match s.role {
-                    Role::Decides => decider = Some((i, s.name)),
-                    Role::Note => r.notes.push(format!("{}:{}", stage.name, s.name)),
-                    Role::Hidden => {}
-                }
+        let stages: Vec<&'static Stage> = self.stats.iter().map(|s| s.stage).collect();
+        let d = decide(&stages, verdict, before, after);
+        r.path = d.path;
+        r.notes = d.notes;
+        let Some((i, reason)) = d.decider else {
+            if d.unattributed {
+                r.stage = Some(UNATTRIBUTED);
+                r.reason = Some("no_counter");
             }
-            if saw {
-                r.path.push(stage.name);
-                last_seen = Some(i);
-            }
-        }
-        if verdict == "error" {
-            return;
-        }
-        // A stage that dropped without a counter saying so is still the last one that ran.
-        if verdict != "pass" {
-            if let Some(i) = last_seen {
-                if decider.map(|(d, _)| d) != Some(i) {
-                    decider = Some((i, "no_counter"));
-                }
-            }
-        }
-        let Some((i, reason)) = decider else {
             return;
         };
-        let stage = self.stats[i].stage;
+        let stage = stages[i];
         r.stage = Some(stage.name);
         r.reason = Some(reason);
         r.rule = match stage.rules {
@@ -401,6 +362,73 @@ impl Replay {
                 .find_map(|e| e.rule_id.clone()),
         };
     }
+}
+
+/// The `stage` of a packet that did not pass although the last stage it reached counted no
+/// decision: a stage missing from [`STAGES`] stopped it, or one stopped it without counting.
+pub const UNATTRIBUTED: &str = "unattributed";
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// the stages that saw the packet, in packet-path order
+    pub path: Vec<&'static str>,
+    pub notes: Vec<String>,
+    /// (index into the stage list, counter name)
+    pub decider: Option<(usize, &'static str)>,
+    /// the verdict is not a pass, yet the last stage reached counted no decision
+    pub unattributed: bool,
+}
+
+/// Which stage decided, from the stages' counters before and after one packet
+/// (`before[i]`/`after[i]` are `stages[i]`'s slots). The deciding stage is the last one,
+/// in packet-path order, whose decision counter moved; a packet that did not pass must have
+/// been stopped by the last stage it reached, so a decision elsewhere is not taken for it.
+pub fn decide(
+    stages: &[&'static Stage],
+    verdict: &str,
+    before: &[Vec<u64>],
+    after: &[Vec<u64>],
+) -> Decision {
+    let moved = |i: usize, slot: u32| {
+        let s = slot as usize;
+        after[i].get(s).copied().unwrap_or(0) > before[i].get(s).copied().unwrap_or(0)
+    };
+    let mut d = Decision::default();
+    let mut last_seen = None;
+    // XDP stages run before TC stages whatever their place in the table.
+    let order = [Hook::Xdp, Hook::Tc].into_iter().flat_map(|h| {
+        stages
+            .iter()
+            .enumerate()
+            .filter(move |(_, s)| s.hook == h)
+            .map(|(i, _)| i)
+    });
+    for i in order {
+        let stage = stages[i];
+        let mut saw = moved(i, stage.seen);
+        for s in stage.slots {
+            if !moved(i, s.slot) {
+                continue;
+            }
+            saw = true;
+            match s.role {
+                Role::Decides => d.decider = Some((i, s.name)),
+                Role::Note => d.notes.push(format!("{}:{}", stage.name, s.name)),
+                Role::Hidden => {}
+            }
+        }
+        if saw {
+            d.path.push(stage.name);
+            last_seen = Some(i);
+        }
+    }
+    if verdict == "error" {
+        d.decider = None;
+    } else if verdict != "pass" && d.decider.map(|(i, _)| i) != last_seen {
+        d.decider = None;
+        d.unattributed = true;
+    }
+    d
 }
 
 /// A replay's packets one at a time, whichever link type they were captured on.
@@ -543,4 +571,154 @@ pub fn compare(
         }
     }
     diffs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counters before and after a packet that moved `moves` (stage name, slot).
+    fn counters(moves: &[(&str, u32)]) -> (Vec<Vec<u64>>, Vec<Vec<u64>>) {
+        let before: Vec<Vec<u64>> = STAGES
+            .iter()
+            .map(|s| vec![5; s.slots_total as usize])
+            .collect();
+        let mut after = before.clone();
+        for (name, slot) in moves {
+            let i = STAGES.iter().position(|s| s.name == *name).unwrap();
+            after[i][*slot as usize] += 1;
+        }
+        (before, after)
+    }
+
+    fn decided(verdict: &str, moves: &[(&str, u32)]) -> Decision {
+        let stages: Vec<&'static Stage> = STAGES.iter().collect();
+        let (before, after) = counters(moves);
+        decide(&stages, verdict, &before, &after)
+    }
+
+    fn name(d: &Decision) -> Option<(&'static str, &'static str)> {
+        d.decider.map(|(i, why)| (STAGES[i].name, why))
+    }
+
+    use crate::abi::{ct_stat, fw_stat, rl_stat, ti_stat};
+
+    #[test]
+    fn the_last_decision_on_the_path_decides() {
+        let d = decided(
+            "pass",
+            &[
+                ("firewall", fw_stat::FW_STAT_SEEN.0),
+                ("firewall", fw_stat::FW_STAT_PASS_RULE.0),
+                ("ratelimit", rl_stat::RL_STAT_SEEN.0),
+                ("ratelimit", rl_stat::RL_STAT_PASS_IN_RATE.0),
+                ("conntrack", ct_stat::CT_STAT_LOOKUPS.0),
+                ("conntrack", ct_stat::CT_STAT_NEW.0),
+                ("threatintel", ti_stat::TI_STAT_SEEN.0),
+            ],
+        );
+        assert_eq!(name(&d), Some(("firewall", "pass_rule")));
+        assert_eq!(
+            d.path,
+            ["firewall", "ratelimit", "conntrack", "threatintel"]
+        );
+        assert_eq!(d.notes, ["ratelimit:pass_in_rate", "conntrack:new"]);
+
+        let alert = decided(
+            "pass",
+            &[
+                ("firewall", fw_stat::FW_STAT_PASS_DEFAULT.0),
+                ("threatintel", ti_stat::TI_STAT_SEEN.0),
+                ("threatintel", ti_stat::TI_STAT_MATCH_ALERT.0),
+            ],
+        );
+        assert_eq!(name(&alert), Some(("threatintel", "match_alert")));
+
+        let limited = decided(
+            "drop",
+            &[
+                ("firewall", fw_stat::FW_STAT_PASS_DEFAULT.0),
+                ("ratelimit", rl_stat::RL_STAT_SEEN.0),
+                ("ratelimit", rl_stat::RL_STAT_DROP_OVER_RATE.0),
+            ],
+        );
+        assert_eq!(name(&limited), Some(("ratelimit", "drop_over_rate")));
+        assert!(!limited.unattributed);
+    }
+
+    #[test]
+    fn a_drop_after_the_last_counted_decision_is_unattributed() {
+        // conntrack passed it on; whatever dropped it counted nothing the table knows
+        let d = decided(
+            "drop",
+            &[
+                ("firewall", fw_stat::FW_STAT_PASS_DEFAULT.0),
+                ("conntrack", ct_stat::CT_STAT_LOOKUPS.0),
+            ],
+        );
+        assert_eq!(d.decider, None);
+        assert!(d.unattributed);
+        assert_eq!(d.path, ["firewall", "conntrack"]);
+        let e = decided("error", &[("firewall", fw_stat::FW_STAT_PASS_DEFAULT.0)]);
+        assert_eq!((e.decider, e.unattributed), (None, false));
+    }
+
+    #[test]
+    fn the_stage_table_is_consistent() {
+        let mut names: Vec<&str> = STAGES.iter().map(|s| s.name).collect();
+        names.dedup();
+        assert_eq!(names.len(), STAGES.len());
+        for stage in STAGES {
+            assert!(stage.seen < stage.slots_total, "{}", stage.name);
+            let mut slots: Vec<u32> = stage.slots.iter().map(|s| s.slot).collect();
+            slots.push(stage.seen);
+            slots.sort_unstable();
+            let n = slots.len();
+            slots.dedup();
+            assert_eq!(slots.len(), n, "{}: a slot twice", stage.name);
+            assert!(
+                slots.iter().all(|s| *s < stage.slots_total),
+                "{}",
+                stage.name
+            );
+            for t in stage.event_types {
+                assert_eq!(stages::of_event(t).map(|s| s.name), Some(stage.name));
+            }
+        }
+    }
+
+    #[test]
+    fn expect_lines_and_json() {
+        let text = "# a comment\n0 drop firewall block-ssh\n3 pass - -  # trailing\n\n\
+                    {\"index\":7,\"verdict\":\"drop\",\"stage\":\"ratelimit\"}\n\
+                    {\"summary\":true}\n";
+        let e = parse_expect(text, "x").unwrap();
+        assert_eq!(e.len(), 3);
+        assert_eq!((e[0].index, e[0].rule.as_deref()), (0, Some("block-ssh")));
+        assert_eq!((e[1].index, e[1].stage.as_deref(), e[1].line), (3, None, 3));
+        assert_eq!((e[2].index, e[2].stage.as_deref()), (7, Some("ratelimit")));
+        let got = vec![
+            (
+                0,
+                "drop".into(),
+                Some("firewall".into()),
+                Some("block-ssh".into()),
+            ),
+            (3, "drop".into(), Some("conntrack".into()), None),
+            (
+                7,
+                "drop".into(),
+                Some("ratelimit".into()),
+                Some("dns".into()),
+            ),
+        ];
+        assert_eq!(
+            compare(&e, &got),
+            ["packet 3 (line 3): expected pass - -, got drop conntrack -"]
+        );
+        assert!(parse_expect("1 drop a b c\n", "f")
+            .unwrap_err()
+            .to_string()
+            .starts_with("f:1:"));
+    }
 }
