@@ -418,6 +418,140 @@ fn realtime_pacing_refills_the_rate_limit() {
     assert_eq!(verdicts(&paced), ["pass", "pass", "pass"]);
 }
 
+fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+    let mut body = body.to_vec();
+    while body.len() % 4 != 0 {
+        body.push(0);
+    }
+    let len = (body.len() + 12) as u32;
+    [
+        &kind.to_le_bytes()[..],
+        &len.to_le_bytes(),
+        &body,
+        &len.to_le_bytes(),
+    ]
+    .concat()
+}
+
+/// pcapng: a section of interfaces of different link types and timestamp resolutions.
+fn pcapng(interfaces: &[(u16, Option<u8>)], packets: &[(u32, u64, Vec<u8>)]) -> Vec<u8> {
+    let mut out = block(
+        0x0a0d_0d0a,
+        &[
+            &0x1a2b_3c4du32.to_le_bytes()[..],
+            &1u16.to_le_bytes(),
+            &0u16.to_le_bytes(),
+            &(-1i64).to_le_bytes(),
+        ]
+        .concat(),
+    );
+    for (link_type, tsresol) in interfaces {
+        let mut body = [
+            &link_type.to_le_bytes()[..],
+            &0u16.to_le_bytes(),
+            &0u32.to_le_bytes(),
+        ]
+        .concat();
+        if let Some(r) = tsresol {
+            body.extend_from_slice(&[9, 0, 1, 0, *r, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        out.extend(block(1, &body));
+    }
+    for (interface, ticks, data) in packets {
+        let body = [
+            &interface.to_le_bytes()[..],
+            &((ticks >> 32) as u32).to_le_bytes(),
+            &(*ticks as u32).to_le_bytes(),
+            &(data.len() as u32).to_le_bytes(),
+            &(data.len() as u32).to_le_bytes(),
+            data,
+        ]
+        .concat();
+        out.extend(block(6, &body));
+    }
+    out
+}
+
+#[test]
+fn pcapng_link_types_and_resolutions() {
+    if !privileged("pcapng_link_types_and_resolutions") {
+        return;
+    }
+    let dir = Dir::new("pcapng");
+    let cfg = dir.config();
+    let frame = tcp("10.0.0.5", 40000, "192.0.2.10", 22, TcpFlags::SYN, 1, 0);
+    let ip = frame[14..].to_vec();
+    let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6];
+    sll2.extend_from_slice(&[0; 8]);
+    sll2.extend_from_slice(&ip);
+    let null = [&2u32.to_le_bytes()[..], &ip].concat();
+    let web = udp("10.0.0.9", 1000, "192.0.2.10", 8080);
+    let cap = dir.file(
+        "mixed.pcapng",
+        &pcapng(
+            &[
+                (1, None),
+                (276, Some(9)),
+                (0, None),
+                (101, None),
+                (127, None),
+            ],
+            &[
+                (0, 1_700_000_000_000_001, web),
+                (1, 1_700_000_001_000_000_123, sll2),
+                (2, 1_700_000_002_000_000, null),
+                (3, 1_700_000_003_000_000, ip),
+                (4, 1_700_000_004_000_000, vec![0; 40]),
+            ],
+        ),
+    );
+    let (packets, summary, out) = json_run(&[
+        "test",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--pcap",
+        cap.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<(String, String, u64)> = packets
+        .iter()
+        .map(|p| {
+            (
+                field(p, "verdict"),
+                field(p, "explain"),
+                p["ts_ns"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let ssh = "IP 10.0.0.5.40000 > 192.0.2.10.22: tcp".to_string();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "pass".into(),
+                "IP 10.0.0.9.1000 > 192.0.2.10.8080: udp".into(),
+                1_700_000_000_000_001_000
+            ),
+            ("drop".into(), ssh.clone(), 1_700_000_001_000_000_123),
+            ("drop".into(), ssh.clone(), 1_700_000_002_000_000_000),
+            ("drop".into(), ssh, 1_700_000_003_000_000_000),
+            (
+                "unsupported".into(),
+                "unsupported link type 127 (IEEE802_11_RADIOTAP)".into(),
+                1_700_000_004_000_000_000
+            ),
+        ]
+    );
+    assert_eq!(packets[1]["timestamp"], "2023-11-14T22:13:21.000000Z");
+    assert_eq!(summary["unsupported_link_types"]["127"], 1);
+    assert_eq!(summary["by_rule"]["firewall:block-ssh"], 3);
+}
+
 fn corpus_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(CORPUS)
         .unwrap()
