@@ -336,6 +336,23 @@ fn spawn_sweeper(
         })?)
 }
 
+/// The TC stages' settings and chain slots for `full` (attaching is the caller's): shared by
+/// the daemon and `ebpfsentinel test`, so that a replay runs the pipeline the daemon would.
+pub fn apply_tc_stages(dp: &Dataplane, ct: &ConntrackMaps, full: &Config) -> Result<()> {
+    ct.apply(&full.conntrack)?;
+    dp.set_tc_stage(
+        crate::abi::tc_stage::TC_STAGE_CONNTRACK,
+        full.conntrack.enabled,
+    )?;
+    dp.set_tc_stage(
+        crate::abi::tc_stage::TC_STAGE_THREATINTEL,
+        intel::enabled(&full.threatintel),
+    )?;
+    dp.scrub_maps()?.apply(full.scrub.as_ref())?;
+    dp.set_tc_stage(crate::abi::tc_stage::TC_STAGE_SCRUB, full.scrub.is_some())?;
+    Ok(())
+}
+
 /// Whether any TC stage is on: the entry programs hang on the interfaces only then.
 fn tc_wanted(cfg: &Config) -> bool {
     cfg.conntrack.enabled || intel::enabled(&cfg.threatintel) || cfg.scrub.is_some()
@@ -428,16 +445,7 @@ impl Daemon {
     /// they hang on now). Threat intel's IOCs and settings are the intel worker's.
     fn apply_tc(&mut self, full: &Config, previous: &[String]) -> Result<()> {
         let cfg = &full.conntrack;
-        self.ct.apply(cfg)?;
-        self.dp
-            .set_tc_stage(crate::abi::tc_stage::TC_STAGE_CONNTRACK, cfg.enabled)?;
-        self.dp.set_tc_stage(
-            crate::abi::tc_stage::TC_STAGE_THREATINTEL,
-            intel::enabled(&full.threatintel),
-        )?;
-        self.dp.scrub_maps()?.apply(full.scrub.as_ref())?;
-        self.dp
-            .set_tc_stage(crate::abi::tc_stage::TC_STAGE_SCRUB, full.scrub.is_some())?;
+        apply_tc_stages(&self.dp, &self.ct, full)?;
         self.names.write().unwrap_or_else(|p| p.into_inner()).feeds = full
             .threatintel
             .feeds

@@ -32,18 +32,24 @@ impl Clock {
 
     pub fn rfc3339(&self, boot_ns: u64) -> String {
         let ns = (i128::from(boot_ns) + self.realtime_minus_boottime_ns).max(0);
-        let secs = (ns / 1_000_000_000) as i64;
-        let frac = (ns % 1_000_000_000) as u32;
-        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        let (y, m, d) = civil_from_days(days);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60,
-            frac / 1000
-        )
+        unix_rfc3339(ns)
     }
+}
+
+/// Nanoseconds since the Unix epoch as RFC 3339 UTC with microseconds.
+pub fn unix_rfc3339(ns: i128) -> String {
+    let ns = ns.max(0);
+    let secs = (ns / 1_000_000_000) as i64;
+    let frac = (ns % 1_000_000_000) as u32;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        frac / 1000
+    )
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

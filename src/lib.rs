@@ -15,6 +15,7 @@ pub mod maps;
 pub mod metrics;
 pub mod packet;
 pub mod pcap;
+pub mod replay;
 pub mod ruleset;
 pub mod signals;
 pub mod skel;

@@ -12,6 +12,7 @@ mod reload;
 mod run;
 mod stats;
 mod status;
+mod test;
 mod ti;
 
 use std::path::PathBuf;
@@ -48,6 +49,7 @@ enum Command {
     Status(status::StatusArgs),
     Stats(stats::StatsArgs),
     Bench(bench::BenchArgs),
+    Test(test::TestArgs),
     #[command(hide = true)]
     GenDocs(gen_docs::GenDocsArgs),
 }
@@ -85,6 +87,7 @@ impl Cli {
             Command::Status(a) => status::execute(a),
             Command::Stats(a) => stats::execute(a),
             Command::Bench(a) => bench::execute(a),
+            Command::Test(a) => test::execute(a),
             Command::GenDocs(a) => gen_docs::execute(a),
         }
     }
