@@ -45,6 +45,10 @@ pub fn run(repeat: u32, sizes: &Sizes, out_dir: &Path) -> Result<()> {
             Box::new(|p| super::threatintel::run(repeat, &sizes.feeds, Some(p))),
         ),
         ("scrub", Box::new(|p| super::scrub::run(repeat, Some(p)))),
+        (
+            "pipeline",
+            Box::new(|p| super::pipeline::run(repeat, &sizes.feeds, Some(p))),
+        ),
         ("reload", Box::new(|p| super::reload::run(Some(p)))),
         ("events", Box::new(|p| super::events::run(Some(p)))),
     ];

@@ -6,6 +6,7 @@ pub mod conntrack;
 pub mod events;
 pub mod firewall;
 pub mod memory;
+pub mod pipeline;
 pub mod ratelimit;
 pub mod reload;
 pub mod scrub;

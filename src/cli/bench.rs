@@ -58,6 +58,13 @@ enum BenchWhat {
     /// tc_scrub through a harness that restores the frame before every run: a packet with
     /// nothing to change and SYNs needing every rewrite, v4 and v6, against scrub off.
     Scrub,
+    /// The whole pipeline on a packet every stage passes (XDP stages, then TC ingress),
+    /// configured like `ebpfsentinel test` configures its private copy.
+    Pipeline {
+        /// Where the real feed files are.
+        #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/feeds"))]
+        feeds: PathBuf,
+    },
     /// Reload time (compile, write the inactive generation, flip, retire the old one) for 100k
     /// and 1M CIDR entries.
     Reload,
@@ -94,6 +101,7 @@ pub fn execute(args: BenchArgs) -> Result<Outcome> {
         BenchWhat::Conntrack => bench::conntrack::run(args.repeat, json)?,
         BenchWhat::Threatintel { feeds } => bench::threatintel::run(args.repeat, &feeds, json)?,
         BenchWhat::Scrub => bench::scrub::run(args.repeat, json)?,
+        BenchWhat::Pipeline { feeds } => bench::pipeline::run(args.repeat, &feeds, json)?,
         BenchWhat::Reload => bench::reload::run(json)?,
         BenchWhat::Events => bench::events::run(json)?,
         BenchWhat::Ratelimit { max_sources } => {

@@ -215,6 +215,11 @@ impl Replay {
         })
     }
 
+    /// The configured programs, for measurements through the same setup (`bench pipeline`).
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dp
+    }
+
     fn snapshot(&self) -> Result<(Vec<Vec<u64>>, Vec<u64>)> {
         let stages = self
             .stats
