@@ -104,6 +104,8 @@ pub(crate) struct Names {
     pub guards: [Vec<(u16, String)>; 2],
     /// threat-intel feed ids by index (the kernel's feed_id)
     pub feeds: Vec<String>,
+    /// DNS blocklist feed ids by index (the kernel's list minus one)
+    pub dns_feeds: Vec<String>,
 }
 
 pub(crate) type RuleNames = Arc<RwLock<Names>>;
@@ -259,6 +261,7 @@ pub(crate) fn spawn_event_reader(
                     .find(|(rank, _)| *rank == index)
                     .map(|(_, n)| n.clone()),
                 events::RuleSpace::Feed => names.feeds.get(usize::from(index)).cloned(),
+                events::RuleSpace::DnsFeed => names.dns_feeds.get(usize::from(index)).cloned(),
             }
         };
         let decoded = events::decode(data, &clock, named).map(|mut ev| {
