@@ -341,7 +341,10 @@ fn spawn_sweeper(
 
 /// Whether any TC stage is on: the entry programs hang on the interfaces only then.
 fn tc_wanted(cfg: &Config) -> bool {
-    cfg.conntrack.enabled || intel::enabled(&cfg.threatintel) || cfg.scrub.is_some()
+    cfg.conntrack.enabled
+        || intel::enabled(&cfg.threatintel)
+        || cfg.scrub.is_some()
+        || cfg.dns.is_some()
 }
 
 struct Daemon {
@@ -441,12 +444,21 @@ impl Daemon {
         self.dp.scrub_maps()?.apply(full.scrub.as_ref())?;
         self.dp
             .set_tc_stage(crate::abi::tc_stage::TC_STAGE_SCRUB, full.scrub.is_some())?;
-        self.names.write().unwrap_or_else(|p| p.into_inner()).feeds = full
+        // The blocklist itself is the intel worker's, like threat intel's IOCs.
+        self.dp.dns_maps()?.set_enabled(full.dns.is_some())?;
+        self.dp
+            .set_tc_stage(crate::abi::tc_stage::TC_STAGE_DNS, full.dns.is_some())?;
+        let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
+        names.feeds = full
             .threatintel
             .feeds
             .iter()
             .map(|f| f.id.clone())
             .collect();
+        names.dns_feeds = full.dns.as_ref().map_or_else(Vec::new, |d| {
+            d.blocklist.feeds.iter().map(|f| f.id.clone()).collect()
+        });
+        drop(names);
         let wanted: Vec<String> = if tc_wanted(full) {
             self.cfg.interfaces.clone()
         } else {
@@ -601,6 +613,7 @@ impl Daemon {
                 cfg.threatintel.clone(),
                 cfg.ips.clone(),
             ));
+            let _ = tx.send(intel::Msg::Dns(cfg.dns.clone()));
         }
         for ifname in &old_interfaces {
             if !cfg.interfaces.contains(ifname) {
@@ -695,6 +708,17 @@ impl Daemon {
         }
         if self.cfg.scrub.is_some() {
             snapshot.scrub = Some(metrics::Scrub::read(&self.dp.scrub_maps()?)?);
+        }
+        if self.cfg.dns.is_some() {
+            snapshot.dns = Some(metrics::Dns::read(
+                &self.dp.dns_maps()?,
+                self.intel.dns_feed_errors.load(Ordering::Relaxed),
+                *self
+                    .intel
+                    .dns_last_sync
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            )?);
         }
         snapshot.blacklist = Some(metrics::Blacklist::read(
             &self.bl,
@@ -863,6 +887,7 @@ async fn serve(opts: Options) -> Result<()> {
             ("conntrack", d.cfg.conntrack.enabled),
             ("threatintel", intel::enabled(&d.cfg.threatintel)),
             ("scrub", d.cfg.scrub.is_some()),
+            ("dns", d.cfg.dns.is_some()),
         ]
         .iter()
         .filter(|(_, on)| *on)
@@ -895,6 +920,7 @@ async fn serve(opts: Options) -> Result<()> {
         stop.clone(),
     )?;
     d.intel_tx = Some(worker.tx.clone());
+    let _ = worker.tx.send(intel::Msg::Dns(d.cfg.dns.clone()));
     let taps = EventTaps {
         intel: d.intel.clone(),
         detections: worker.tx.clone(),

@@ -1801,8 +1801,18 @@ fn dns_section() {
     assert_eq!(b.domains, ["badsite.example", "tracker.example.net"]);
     assert_eq!(b.feeds.len(), 2);
     assert_eq!(
-        (b.feeds[0].id.as_str(), b.feeds[0].format, b.feeds[0].refresh, b.feeds[0].action),
-        ("ads", DomainFormat::Hosts, Some(Duration::from_secs(6 * 3600)), None)
+        (
+            b.feeds[0].id.as_str(),
+            b.feeds[0].format,
+            b.feeds[0].refresh,
+            b.feeds[0].action
+        ),
+        (
+            "ads",
+            DomainFormat::Hosts,
+            Some(Duration::from_secs(6 * 3600)),
+            None
+        )
     );
     assert_eq!(b.feeds[0].location.line, 6);
     assert_eq!(
@@ -1815,12 +1825,18 @@ fn dns_section() {
     );
     let one = parse_ok("dns: { blocklist: { domains: badsite.example } }\n");
     let one = one.dns.expect("dns").blocklist;
-    assert_eq!((one.action, one.domains), (DnsAction::Drop, vec!["badsite.example".to_string()]));
+    assert_eq!(
+        (one.action, one.domains),
+        (DnsAction::Drop, vec!["badsite.example".to_string()])
+    );
 }
 
 #[test]
 fn dns_errors_are_located() {
-    assert_error("dns:\n  »blocklists: {}\n", "unknown key `blocklists` in dns");
+    assert_error(
+        "dns:\n  »blocklists: {}\n",
+        "unknown key `blocklists` in dns",
+    );
     assert_error(
         "dns:\n  blocklist:\n    action: »block\n",
         "expected one of drop | alert, found string \"block\"",

@@ -960,7 +960,10 @@ impl Checker<'_> {
         let Some(fields) = self.fields(node, "dns.blocklist", DNS_BLOCKLIST_KEYS) else {
             return config;
         };
-        if let Some(action) = fields.get("action").and_then(|n| self.keyword(n, DNS_ACTIONS)) {
+        if let Some(action) = fields
+            .get("action")
+            .and_then(|n| self.keyword(n, DNS_ACTIONS))
+        {
             config.action = action;
         }
         if let Some(n) = fields.section("domains") {

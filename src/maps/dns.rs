@@ -369,6 +369,68 @@ impl DnsMaps {
     }
 }
 
+/// One list as the daemon last saw it, for `dns list`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DnsListStatus {
+    /// the kernel's dns_blocked.list
+    pub list: u16,
+    pub id: String,
+    pub source: String,
+    pub domains: u64,
+    pub bad_lines: u64,
+    /// `source:line: why` of the first bad line of the body in force
+    pub first_bad_line: Option<String>,
+    pub last_refresh: Option<u64>,
+    pub last_error: Option<String>,
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DnsStatusFile {
+    pub pid: u32,
+    pub updated: u64,
+    pub lists: Vec<DnsListStatus>,
+}
+
+/// /run/ebpfsentinel/<pin root mangled>-dns.json, next to the daemon's state file.
+pub fn dns_status_path(pin_root: &Path) -> std::path::PathBuf {
+    let state = crate::state::state_path(pin_root);
+    let stem = state
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    state.with_file_name(format!("{stem}-dns.json"))
+}
+
+pub fn read_dns_status(pin_root: &Path) -> Option<DnsStatusFile> {
+    let bytes = std::fs::read(dns_status_path(pin_root)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Replaces the file at once (written aside, then renamed).
+pub fn write_dns_status(pin_root: &Path, file: &DnsStatusFile) -> Result<()> {
+    let path = dns_status_path(pin_root);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(file)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The name of a list number given what the daemon wrote, if anything.
+pub fn list_name(file: Option<&DnsStatusFile>, list: u16) -> String {
+    match list {
+        LIST_CONFIG => "config".into(),
+        LIST_RUNTIME => "runtime".into(),
+        n => file
+            .and_then(|f| f.lists.iter().find(|l| l.list == n))
+            .map(|l| l.id.clone())
+            .unwrap_or_else(|| format!("feed #{}", n - 1)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
