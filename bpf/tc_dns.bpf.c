@@ -55,10 +55,9 @@ struct {
 	__type(value, __u64);
 } dns_stats SEC(".maps");
 
-/* the question as loaded, its name dotted, and the hash of each of the last labels */
+/* the question as loaded and the hash of each of the last labels */
 struct dns_scratch {
 	__u8 buf[DNS_BUF];
-	char name[256];
 	__u64 label_hash[DNS_MAX_LABELS];
 };
 
@@ -92,6 +91,8 @@ enum walk_state {
 };
 
 struct dns_walk {
+	/* a pointer to a map value survives the trip through ctx: no lookup per label */
+	struct dns_scratch *s;
 	__u32 pos; /* offset of the next length byte in buf */
 	__u32 len; /* bytes loaded into buf */
 	__u32 labels;
@@ -104,15 +105,14 @@ static __always_inline __u64 dns_mix(__u64 k, __u64 label_hash)
 	return k ^ (k >> 32);
 }
 
-/* One label per call: hashes it, copies it lowercased into name, stops at the root. */
+/* One label per call: hashes it, stops at the root. */
 static long dns_label(__u64 index, void *ctx)
 {
 	struct dns_walk *w = ctx;
-	struct dns_scratch *s;
-	__u32 zero = 0, pos = w->pos, len, j;
+	struct dns_scratch *s = w->s;
+	__u32 pos = w->pos, len, j;
 	__u64 h = FNV_OFFSET;
 
-	s = bpf_map_lookup_elem(&dns_scratch, &zero);
 	if (!s || pos >= w->len || pos >= DNS_MAX_NAME) {
 		w->state = WALK_TRUNCATED;
 		return 1;
@@ -140,9 +140,7 @@ static long dns_label(__u64 index, void *ctx)
 		if (c >= 'A' && c <= 'Z')
 			c += 'a' - 'A';
 		h = (h ^ c) * FNV_PRIME;
-		s->name[(pos + j) & 255] = c;
 	}
-	s->name[(pos + len) & 255] = '.';
 	s->label_hash[w->labels & (DNS_MAX_LABELS - 1)] = h;
 	w->labels++;
 	w->pos = pos + 1 + len;
@@ -161,10 +159,11 @@ static __always_inline bool dns_emit(struct __sk_buff *skb, const struct pkt *p,
 		return false;
 	fill_packet_event(&ev->ev, skb->ifindex, p, EVENT_DNS_QUERY, action, b->list);
 	ev->qtype = qtype;
-	ev->name_len = name_end ? name_end - 1 : 0;
+	/* the wire form as queried: userspace makes it dotted and lowercase */
+	ev->name_len = name_end + 1;
 	ev->matched_labels = b->labels;
 	__builtin_memset(ev->pad, 0, sizeof(ev->pad));
-	__builtin_memcpy(ev->name, s->name, sizeof(ev->name));
+	__builtin_memcpy(ev->name, s->buf, sizeof(ev->name));
 	events_submit(ev, pending, sizeof(*ev));
 	return true;
 }
@@ -247,6 +246,7 @@ static __always_inline int dns_stage(struct __sk_buff *skb)
 		dns_count(DNS_STAT_TRUNCATED);
 		return tc_chain_next(skb, ingress, TC_STAGE_DNS);
 	}
+	w.s = s;
 	w.len = n;
 	bpf_loop(DNS_MAX_NAME, dns_label, &w, 0);
 	if (w.state == WALK_DONE && w.pos + 5 > w.len)

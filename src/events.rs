@@ -262,6 +262,30 @@ pub fn decode(
     })
 }
 
+/// A wire-form name (as tc_dns parsed it: no compression) dotted and lowercased; bytes
+/// outside printable ASCII are escaped as \DDD (RFC 4343 presentation format).
+fn dotted(wire: &[u8]) -> String {
+    let mut out = String::new();
+    let mut pos = 0;
+    while let Some(&len) = wire.get(pos) {
+        let len = usize::from(len);
+        if len == 0 || len > 63 {
+            break;
+        }
+        if !out.is_empty() {
+            out.push('.');
+        }
+        for &b in wire.iter().skip(pos + 1).take(len) {
+            match b.to_ascii_lowercase() {
+                c @ (b'!'..=b'~') if c != b'.' && c != b'\\' => out.push(c as char),
+                c => out.push_str(&format!("\\{c:03}")),
+            }
+        }
+        pos += 1 + len;
+    }
+    out
+}
+
 /// The DNS part of a `struct dns_query_event` record; None when the record is too short.
 fn dns_query(
     bytes: &[u8],
@@ -272,11 +296,11 @@ fn dns_query(
         return None;
     }
     let ev: dns_query_event = abi::read(bytes)?;
-    let name: Vec<u8> = ev.name[..usize::from(ev.name_len).min(ev.name.len())]
+    let wire: Vec<u8> = ev.name[..usize::from(ev.name_len).min(ev.name.len())]
         .iter()
         .map(|c| *c as u8)
         .collect();
-    let rrname = String::from_utf8_lossy(&name).into_owned();
+    let rrname = dotted(&wire);
     let labels: Vec<&str> = rrname.split('.').collect();
     let keep = usize::from(ev.matched_labels).min(labels.len());
     let suffix = labels[labels.len() - keep..].join(".");
@@ -297,6 +321,18 @@ fn dns_query(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_names_come_out_dotted_and_lowercase() {
+        assert_eq!(
+            dotted(&crate::dns::wire_name("WWW.Example.com")),
+            "www.example.com"
+        );
+        assert_eq!(dotted(&[0]), "");
+        assert_eq!(dotted(&[3, b'a', b'.', 0xff, 1, b'b', 0]), "a\\046\\255.b");
+        // cut short: what is there
+        assert_eq!(dotted(&[3, b'a', b'b']), "ab");
+    }
 
     #[test]
     fn civil_dates() {

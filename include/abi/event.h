@@ -84,7 +84,7 @@ _Static_assert(sizeof(struct packet_event) == 56, "packet_event is the 56-byte s
 struct dns_query_event {
 	struct packet_event ev;
 	__u16 qtype;
-	/* bytes of name used: lowercase, dotted, no trailing dot; 0 for the root */
+	/* bytes of name used: the name in wire form as queried, root label included */
 	__u8 name_len;
 	/* labels of the blocklisted suffix that matched */
 	__u8 matched_labels;

@@ -2,6 +2,7 @@
 //! per-packet figure comes with the floor program measured in the same run.
 
 pub mod conntrack;
+pub mod dns;
 pub mod events;
 pub mod firewall;
 pub mod ratelimit;
