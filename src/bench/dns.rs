@@ -98,6 +98,14 @@ pub fn run(repeat: u32, feeds_dir: &Path, json: Option<&Path>) -> Result<()> {
     dns.set_enabled(true)?;
     dp.set_tc_stage(tc_stage::TC_STAGE_DNS, true)?;
     let other_ns = time("dns on, not a DNS packet (UDP 4000)", &other)?;
+    time(
+        "dns on, empty blocklist, root query (no label)",
+        &udp(53, &crate::dns::query_raw(1, &[0], TYPE_A)),
+    )?;
+    time(
+        "dns on, empty blocklist, 1-label query",
+        &udp(53, &query(1, "org", TYPE_A)),
+    )?;
     let empty = time("dns on, empty blocklist, 6-label query", &miss)?;
 
     let list = blocklist(feeds_dir, &mut rng)?;
