@@ -1870,3 +1870,31 @@ fn dns_errors_are_located() {
         "unknown key `confidence` in a DNS feed",
     );
 }
+
+#[test]
+fn the_shipped_dns_example_parses() {
+    use crate::feeds::domains::{DnsAction, DomainFormat};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.yaml");
+    let text = std::fs::read_to_string(path).expect("examples/config.yaml");
+    let section: String = text
+        .lines()
+        .skip_while(|line| *line != "# dns:")
+        .map_while(|line| line.strip_prefix("# ").or((line == "#").then_some("")))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let dns = parse_ok(&section).dns.expect("dns");
+    let b = dns.blocklist;
+    assert_eq!(b.domains, ["badsite.example"]);
+    let feeds: Vec<_> = b
+        .feeds
+        .iter()
+        .map(|f| (f.id.as_str(), f.format, f.action))
+        .collect();
+    assert_eq!(
+        feeds,
+        [
+            ("ads", DomainFormat::Hosts, None),
+            ("scam", DomainFormat::Hosts, Some(DnsAction::Alert))
+        ]
+    );
+}
