@@ -3,10 +3,12 @@
 //! namespace, and a socket client in the other. A blocked name (from the config or a hosts
 //! feed, or any of its subdomains) gets no answer; an allowed one resolves; `dns block` takes
 //! effect at once and outlives a feed refresh; `dns unblock` lifts it; the drops are reported
-//! as `dns` events with the name and counted in the metrics.
+//! as `dns` events with the name and counted in the metrics. Queries over TCP are blocked the
+//! same way.
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -38,6 +40,56 @@ fn responder(ns: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize
         }
         answered
     })
+}
+
+/// Answers queries over TCP (2-byte length prefix, RFC 7766), one connection at a time,
+/// until `stop`.
+fn tcp_responder(ns: &Netns, stop: Arc<AtomicBool>) {
+    let listener = ns.run(|| std::net::TcpListener::bind((RESOLVER, 53)).expect("listen :53"));
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((mut c, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            c.set_nonblocking(false).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut len = [0u8; 2];
+            if c.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            if c.read_exact(&mut m).is_err() || parse_query(&m).is_none() {
+                continue;
+            }
+            let a = answer_a(&m, ANSWER);
+            let _ = c.write_all(&(a.len() as u16).to_be_bytes());
+            let _ = c.write_all(&a);
+        }
+    });
+}
+
+/// Resolves `name` over TCP; None when no answer came within two seconds.
+fn resolve_tcp(ns: &Netns, name: &str) -> Option<Ipv4Addr> {
+    let mut c = ns.run(|| {
+        std::net::TcpStream::connect_timeout(
+            &SocketAddr::new(RESOLVER.parse().unwrap(), 53),
+            Duration::from_secs(2),
+        )
+        .expect("connect :53")
+    });
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let q = query(7, name, TYPE_A);
+    let mut msg = (q.len() as u16).to_be_bytes().to_vec();
+    msg.extend_from_slice(&q);
+    c.write_all(&msg).unwrap();
+    let mut len = [0u8; 2];
+    c.read_exact(&mut len).ok()?;
+    let mut m = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    c.read_exact(&mut m).ok()?;
+    let a: [u8; 4] = m[m.len() - 4..].try_into().unwrap();
+    Some(Ipv4Addr::from(a))
 }
 
 /// The A record the resolver gave for `name`, or None when no answer came within a second
@@ -117,6 +169,7 @@ dns:
     let root = pin_root.to_str().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let answered = responder(&resolver_ns, stop.clone());
+    tcp_responder(&resolver_ns, stop.clone());
     let daemon = Daemon::start(&resolver_ns, &config, &pin_root, &["--transient"]);
     wait_for("the lists to load", Duration::from_secs(30), || {
         cli(&["dns", "check", "local-one.example", "--pin-root", root])
@@ -154,6 +207,9 @@ dns:
         assert_eq!(resolve(&client, blocked), None, "{blocked}");
     }
     assert_eq!(resolve(&client, "notbadsite.example"), Some(ANSWER));
+    // over TCP: the query segment is dropped, its retransmissions too
+    assert_eq!(resolve_tcp(&client_ns, "tcp.allowed.example"), Some(ANSWER));
+    assert_eq!(resolve_tcp(&client_ns, "tcp.badsite.example"), None);
 
     // a runtime block, at once; it outlives a refresh of the feeds
     assert_eq!(resolve(&client, "later.example"), Some(ANSWER));
@@ -219,8 +275,8 @@ dns:
         common::daemon::metric(&text, "ebpfsentinel_dns_packets_total", labels)
             .unwrap_or_else(|| panic!("{text}"))
     };
-    // every blocked name is asked twice (one retry)
-    assert!(metric(&["\"blocked\""]) >= 2 * 8, "{text}");
+    // every blocked name is asked twice (one retry), over TCP at least once
+    assert!(metric(&["\"blocked\""]) > 2 * 8, "{text}");
     assert_eq!(metric(&["\"alerted\""]), 0);
     assert!(metric(&["\"queries\""]) >= 2 * 8 + 6, "{text}");
     stop.store(true, Ordering::Relaxed);
