@@ -7,6 +7,10 @@ pub use crate::skel::tc_conntrack::types::{ct_class, ct_limits, tc_stage};
 pub use crate::skel::tc_conntrack::types::{
     ct_dir, ct_entry, ct_entry_flags, ct_key, ct_settings, ct_side, ct_stat, ct_state,
 };
+pub use crate::skel::tc_dns::types::{
+    dns_action, dns_blocked, dns_limits, dns_name, dns_query_event, dns_settings,
+    dns_settings_flags, dns_stat,
+};
 pub use crate::skel::tc_scrub::types::{scrub_flags, scrub_settings, scrub_stat};
 pub use crate::skel::tc_threatintel::types::{
     ti_action, ti_bloom_fill_ctl, ti_bloom_key, ti_bloom_kind, ti_ioc, ti_limits, ti_lpm_v4_key,
@@ -35,6 +39,10 @@ macro_rules! plain {
 }
 
 plain!(
+    dns_blocked,
+    dns_name,
+    dns_query_event,
+    dns_settings,
     scrub_settings,
     bench_addr,
     ct_entry,
@@ -121,6 +129,10 @@ const _: () = assert!(std::mem::size_of::<ct_side>() == 32);
 const _: () = assert!(std::mem::size_of::<ct_entry>() == 96);
 const _: () = assert!(std::mem::size_of::<ct_settings>() == 8 * CT_STATE_COUNT + 8);
 const _: () = assert!(std::mem::size_of::<packet_event>() == 56);
+const _: () = assert!(std::mem::size_of::<dns_query_event>() == 320);
+const _: () = assert!(std::mem::size_of::<dns_blocked>() == 8);
+const _: () = assert!(std::mem::size_of::<dns_settings>() == 8);
+const _: () = assert!(std::mem::size_of::<dns_name>() == 256);
 const _: () = assert!(std::mem::size_of::<scrub_settings>() == 8);
 const _: () = assert!(std::mem::size_of::<rl_policy>() == 24);
 const _: () = assert!(std::mem::size_of::<rl_match>() == 24);

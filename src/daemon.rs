@@ -104,6 +104,8 @@ pub(crate) struct Names {
     pub guards: [Vec<(u16, String)>; 2],
     /// threat-intel feed ids by index (the kernel's feed_id)
     pub feeds: Vec<String>,
+    /// DNS blocklist feed ids by index (the kernel's list minus one)
+    pub dns_feeds: Vec<String>,
 }
 
 pub(crate) type RuleNames = Arc<RwLock<Names>>;
@@ -259,6 +261,7 @@ pub(crate) fn spawn_event_reader(
                     .find(|(rank, _)| *rank == index)
                     .map(|(_, n)| n.clone()),
                 events::RuleSpace::Feed => names.feeds.get(usize::from(index)).cloned(),
+                events::RuleSpace::DnsFeed => names.dns_feeds.get(usize::from(index)).cloned(),
             }
         };
         let decoded = events::decode(data, &clock, named).map(|mut ev| {
@@ -350,12 +353,18 @@ pub fn apply_tc_stages(dp: &Dataplane, ct: &ConntrackMaps, full: &Config) -> Res
     )?;
     dp.scrub_maps()?.apply(full.scrub.as_ref())?;
     dp.set_tc_stage(crate::abi::tc_stage::TC_STAGE_SCRUB, full.scrub.is_some())?;
+    // The blocklist itself is the intel worker's, like threat intel's IOCs.
+    dp.dns_maps()?.set_enabled(full.dns.is_some())?;
+    dp.set_tc_stage(crate::abi::tc_stage::TC_STAGE_DNS, full.dns.is_some())?;
     Ok(())
 }
 
 /// Whether any TC stage is on: the entry programs hang on the interfaces only then.
 fn tc_wanted(cfg: &Config) -> bool {
-    cfg.conntrack.enabled || intel::enabled(&cfg.threatintel) || cfg.scrub.is_some()
+    cfg.conntrack.enabled
+        || intel::enabled(&cfg.threatintel)
+        || cfg.scrub.is_some()
+        || cfg.dns.is_some()
 }
 
 struct Daemon {
@@ -446,12 +455,17 @@ impl Daemon {
     fn apply_tc(&mut self, full: &Config, previous: &[String]) -> Result<()> {
         let cfg = &full.conntrack;
         apply_tc_stages(&self.dp, &self.ct, full)?;
-        self.names.write().unwrap_or_else(|p| p.into_inner()).feeds = full
+        let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
+        names.feeds = full
             .threatintel
             .feeds
             .iter()
             .map(|f| f.id.clone())
             .collect();
+        names.dns_feeds = full.dns.as_ref().map_or_else(Vec::new, |d| {
+            d.blocklist.feeds.iter().map(|f| f.id.clone()).collect()
+        });
+        drop(names);
         let wanted: Vec<String> = if tc_wanted(full) {
             self.cfg.interfaces.clone()
         } else {
@@ -606,6 +620,7 @@ impl Daemon {
                 cfg.threatintel.clone(),
                 cfg.ips.clone(),
             ));
+            let _ = tx.send(intel::Msg::Dns(cfg.dns.clone()));
         }
         for ifname in &old_interfaces {
             if !cfg.interfaces.contains(ifname) {
@@ -700,6 +715,17 @@ impl Daemon {
         }
         if self.cfg.scrub.is_some() {
             snapshot.scrub = Some(metrics::Scrub::read(&self.dp.scrub_maps()?)?);
+        }
+        if self.cfg.dns.is_some() {
+            snapshot.dns = Some(metrics::Dns::read(
+                &self.dp.dns_maps()?,
+                self.intel.dns_feed_errors.load(Ordering::Relaxed),
+                *self
+                    .intel
+                    .dns_last_sync
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            )?);
         }
         snapshot.blacklist = Some(metrics::Blacklist::read(
             &self.bl,
@@ -868,6 +894,7 @@ async fn serve(opts: Options) -> Result<()> {
             ("conntrack", d.cfg.conntrack.enabled),
             ("threatintel", intel::enabled(&d.cfg.threatintel)),
             ("scrub", d.cfg.scrub.is_some()),
+            ("dns", d.cfg.dns.is_some()),
         ]
         .iter()
         .filter(|(_, on)| *on)
@@ -900,6 +927,7 @@ async fn serve(opts: Options) -> Result<()> {
         stop.clone(),
     )?;
     d.intel_tx = Some(worker.tx.clone());
+    let _ = worker.tx.send(intel::Msg::Dns(d.cfg.dns.clone()));
     let taps = EventTaps {
         intel: d.intel.clone(),
         detections: worker.tx.clone(),

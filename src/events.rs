@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use serde::Serialize;
 
-use crate::abi::{self, event_action, event_kind, packet_event};
+use crate::abi::{self, dns_query_event, event_action, event_kind, packet_event};
 
 /// Converts the kernel's boot-time clock to wall-clock time.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +144,42 @@ pub struct EveEvent {
     /// threat-intel events: the indicator that matched (the daemon fills it from its IOC set)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threatintel: Option<TiMatch>,
+    /// DNS blocklist events: the query and what listed it
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsQuery>,
+}
+
+/// What a DNS blocklist event carries.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DnsQuery {
+    /// the queried name, lowercase, no trailing dot
+    pub rrname: String,
+    /// A, AAAA, ... or the number
+    pub rrtype: String,
+    /// the listed domain that matched (the name itself or one of its parent domains)
+    pub suffix: String,
+    /// which list: `config`, `runtime` or the feed's id
+    pub list: String,
+    pub action: &'static str,
+}
+
+/// The usual mnemonic of a QTYPE, else its number.
+pub fn rrtype_name(t: u16) -> String {
+    match t {
+        1 => "A".into(),
+        2 => "NS".into(),
+        5 => "CNAME".into(),
+        6 => "SOA".into(),
+        12 => "PTR".into(),
+        15 => "MX".into(),
+        16 => "TXT".into(),
+        28 => "AAAA".into(),
+        33 => "SRV".into(),
+        64 => "SVCB".into(),
+        65 => "HTTPS".into(),
+        255 => "ANY".into(),
+        n => n.to_string(),
+    }
 }
 
 /// What a threat-intel event matched.
@@ -170,6 +206,9 @@ pub enum RuleSpace {
     Guard,
     /// threat-intel feeds by id
     Feed,
+    /// DNS blocklist feeds by index (the list minus one); config and runtime lists are named
+    /// by the decoder itself
+    DnsFeed,
 }
 
 /// `rule_name` resolves the kernel's (space, generation, index) to the operator's id.
@@ -189,6 +228,7 @@ pub fn decode(
         event_kind::EVENT_DDOS_ICMP => ("ddos", RuleSpace::Guard, "icmp_flood"),
         event_kind::EVENT_DDOS_AMP => ("ddos", RuleSpace::Guard, "amplification"),
         event_kind::EVENT_TI_MATCH => ("threatintel", RuleSpace::Feed, "ioc"),
+        event_kind::EVENT_DNS_QUERY => ("dns", RuleSpace::DnsFeed, "blocklist"),
         _ => ("unknown", RuleSpace::Firewall, "unknown"),
     };
     let action = match event_action(u32::from(ev.action)) {
@@ -197,6 +237,15 @@ pub fn decode(
         event_action::EVENT_ACTION_WOULD_DROP => "would_drop",
         event_action::EVENT_ACTION_QUARANTINE => "quarantine",
         _ => "unknown",
+    };
+    let dns = (event_kind(u32::from(ev.kind)) == event_kind::EVENT_DNS_QUERY)
+        .then(|| dns_query(bytes, action, &rule_name))
+        .flatten();
+    let rule_id = if event_kind(u32::from(ev.kind)) == event_kind::EVENT_DNS_QUERY {
+        dns.as_ref().map(|d| d.list.clone())
+    } else {
+        abi::event_rule_parts(ev.rule_id)
+            .map(|(gen, i)| rule_name(space, gen, i).unwrap_or_else(|| format!("#{i}")))
     };
     Some(EveEvent {
         timestamp: clock.rfc3339(ev.timestamp_ns),
@@ -210,18 +259,86 @@ pub fn decode(
         proto: proto_name(ev.protocol),
         action,
         reason,
-        rule_id: abi::event_rule_parts(ev.rule_id)
-            .map(|(gen, i)| rule_name(space, gen, i).unwrap_or_else(|| format!("#{i}"))),
+        rule_id,
         in_iface: cached_ifname(ev.ifindex),
         vlan: (ev.vlan_id != 0).then_some(ev.vlan_id),
         cpu: ev.cpu,
         threatintel: None,
+        dns,
+    })
+}
+
+/// A wire-form name (as tc_dns parsed it: no compression) dotted and lowercased; bytes
+/// outside printable ASCII are escaped as \DDD (RFC 4343 presentation format).
+fn dotted(wire: &[u8]) -> String {
+    let mut out = String::new();
+    let mut pos = 0;
+    while let Some(&len) = wire.get(pos) {
+        let len = usize::from(len);
+        if len == 0 || len > 63 {
+            break;
+        }
+        if !out.is_empty() {
+            out.push('.');
+        }
+        for &b in wire.iter().skip(pos + 1).take(len) {
+            match b.to_ascii_lowercase() {
+                c @ (b'!'..=b'~') if c != b'.' && c != b'\\' => out.push(c as char),
+                c => out.push_str(&format!("\\{c:03}")),
+            }
+        }
+        pos += 1 + len;
+    }
+    out
+}
+
+/// The DNS part of a `struct dns_query_event` record; None when the record is too short.
+fn dns_query(
+    bytes: &[u8],
+    action: &'static str,
+    rule_name: &impl Fn(RuleSpace, u32, u16) -> Option<String>,
+) -> Option<DnsQuery> {
+    if bytes.len() < std::mem::size_of::<dns_query_event>() {
+        return None;
+    }
+    let ev: dns_query_event = abi::read(bytes)?;
+    let wire: Vec<u8> = ev.name[..usize::from(ev.name_len).min(ev.name.len())]
+        .iter()
+        .map(|c| *c as u8)
+        .collect();
+    let rrname = dotted(&wire);
+    let labels: Vec<&str> = rrname.split('.').collect();
+    let keep = usize::from(ev.matched_labels).min(labels.len());
+    let suffix = labels[labels.len() - keep..].join(".");
+    let list = match ev.ev.rule_id {
+        crate::maps::dns::LIST_CONFIG => "config".to_string(),
+        crate::maps::dns::LIST_RUNTIME => "runtime".to_string(),
+        n => rule_name(RuleSpace::DnsFeed, 0, n - 1).unwrap_or_else(|| format!("feed #{}", n - 1)),
+    };
+    Some(DnsQuery {
+        rrname,
+        rrtype: rrtype_name(ev.qtype),
+        suffix,
+        list,
+        action,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_names_come_out_dotted_and_lowercase() {
+        assert_eq!(
+            dotted(&crate::dns::wire_name("WWW.Example.com")),
+            "www.example.com"
+        );
+        assert_eq!(dotted(&[0]), "");
+        assert_eq!(dotted(&[3, b'a', b'.', 0xff, 1, b'b', 0]), "a\\046\\255.b");
+        // cut short: what is there
+        assert_eq!(dotted(&[3, b'a', b'b']), "ab");
+    }
 
     #[test]
     fn civil_dates() {

@@ -14,10 +14,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use ipnet::IpNet;
 
-use crate::config::{IpsConfig, ThreatIntelConfig};
+use crate::config::{DnsConfig, IpsConfig, ThreatIntelConfig};
+use crate::feeds::domain_feeds::{source_text, DomainFeeds};
 use crate::feeds::{Feeds, FetchLimits, Fetcher, Ioc, IocSet};
 use crate::ips::{Ips, Reasons};
 use crate::maps::blacklist::BlacklistMaps;
+use crate::maps::dns::{write_dns_status, Blocklist, DnsListStatus, DnsMaps, DnsStatusFile};
 use crate::maps::threatintel::{
     write_feeds_status, ApplyReport, FeedStatus, FeedsFile, ThreatIntelMaps, MANUAL_FEED,
 };
@@ -32,6 +34,8 @@ pub enum Msg {
         src: IpAddr,
         reason: String,
     },
+    /// the `dns` section (None: the DNS blocklist is off)
+    Dns(Option<DnsConfig>),
 }
 
 /// What the worker shares with the event reader and the metrics.
@@ -43,6 +47,9 @@ pub struct Shared {
     pub expiries: AtomicU64,
     pub feed_errors: AtomicU64,
     pub last_apply: Mutex<Option<ApplyReport>>,
+    pub dns_feed_errors: AtomicU64,
+    /// the last DNS blocklist sync
+    pub dns_last_sync: Mutex<Option<crate::maps::dns::SyncReport>>,
 }
 
 /// The most specific IOC of `iocs` covering `addr`.
@@ -80,6 +87,14 @@ struct State {
     reasons: Reasons,
     shared: Arc<Shared>,
     errors: Vec<u64>,
+    dns: Option<DnsState>,
+}
+
+/// The DNS blocklist's feeds and maps, while the `dns` section exists.
+struct DnsState {
+    feeds: DomainFeeds,
+    maps: DnsMaps,
+    errors: Vec<u64>,
 }
 
 pub fn spawn(
@@ -102,6 +117,7 @@ pub fn spawn(
         ti,
         blacklist,
         shared,
+        dns: None,
     };
     let handle = std::thread::Builder::new()
         .name("intel".into())
@@ -117,6 +133,7 @@ fn unix(t: Option<SystemTime>) -> Option<u64> {
 impl State {
     fn run(&mut self, rx: mpsc::Receiver<Msg>, stop: Arc<AtomicBool>) {
         let mut apply_needed = true;
+        let mut dns_needed = false;
         let mut next_expiry = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
@@ -127,6 +144,11 @@ impl State {
                 self.apply();
                 apply_needed = false;
             }
+            dns_needed |= self.refresh_dns(now);
+            if dns_needed {
+                self.apply_dns();
+                dns_needed = false;
+            }
             if now >= next_expiry {
                 self.expire(now);
                 next_expiry = now + EXPIRY_INTERVAL;
@@ -136,7 +158,13 @@ impl State {
                 .next_due(now)
                 .filter(|_| enabled(&self.ti_cfg))
                 .unwrap_or(next_expiry)
-                .min(next_expiry);
+                .min(next_expiry)
+                .min(
+                    self.dns
+                        .as_ref()
+                        .and_then(|d| d.feeds.next_due())
+                        .unwrap_or(next_expiry),
+                );
             // short enough that a stop is noticed within a tick of the daemon
             let wait = wake
                 .saturating_duration_since(Instant::now())
@@ -150,6 +178,10 @@ impl State {
                     apply_needed = true;
                 }
                 Ok(Msg::Detection { src, reason }) => self.detect(src, &reason),
+                Ok(Msg::Dns(cfg)) => {
+                    self.reconfigure_dns(cfg);
+                    dns_needed = true;
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
@@ -261,6 +293,136 @@ impl State {
             feeds,
         };
         if let Err(e) = write_feeds_status(&self.pin_root, &file) {
+            eprintln!("ebpfsentinel: {e:#}");
+        }
+    }
+
+    fn reconfigure_dns(&mut self, cfg: Option<DnsConfig>) {
+        match (cfg, &mut self.dns) {
+            (None, _) => {
+                // what the lists put in the kernel goes; runtime blocks stay for a later section
+                if let Some(d) = self.dns.take() {
+                    if let Err(e) = d.maps.sync(&Blocklist::default()) {
+                        eprintln!("ebpfsentinel: emptying the DNS blocklist: {e:#}");
+                    }
+                }
+            }
+            (Some(cfg), Some(d)) => {
+                d.feeds.reconfigure(&cfg.blocklist);
+                d.errors.resize(cfg.blocklist.feeds.len(), 0);
+            }
+            (Some(cfg), None) => match DnsMaps::from_pins(&self.pin_root) {
+                Ok(maps) => {
+                    self.dns = Some(DnsState {
+                        errors: vec![0; cfg.blocklist.feeds.len()],
+                        feeds: DomainFeeds::new(
+                            &cfg.blocklist,
+                            Fetcher::new(FetchLimits::default()),
+                        ),
+                        maps,
+                    })
+                }
+                Err(e) => eprintln!("ebpfsentinel: the DNS blocklist maps: {e:#}"),
+            },
+        }
+    }
+
+    /// Refreshes the DNS feeds that are due; true when the blocklist may have changed.
+    fn refresh_dns(&mut self, now: Instant) -> bool {
+        let Some(d) = &mut self.dns else {
+            return false;
+        };
+        let refreshes = d.feeds.refresh_due(now);
+        let mut changed = false;
+        for r in &refreshes {
+            match &r.outcome {
+                Ok(c) => changed |= c,
+                Err(e) => {
+                    self.shared.dns_feed_errors.fetch_add(1, Ordering::Relaxed);
+                    if let Some(n) = d.errors.get_mut(r.index) {
+                        *n += 1;
+                    }
+                    eprintln!(
+                        "ebpfsentinel: DNS feed {}: {e} (its previous domains stay)",
+                        r.id
+                    );
+                }
+            }
+        }
+        if !refreshes.is_empty() && !changed {
+            self.write_dns_status();
+        }
+        changed
+    }
+
+    fn apply_dns(&mut self) {
+        let Some(d) = &self.dns else {
+            return;
+        };
+        let want = d.feeds.blocklist();
+        let started = Instant::now();
+        match d.maps.sync(&want) {
+            Ok(report) => {
+                eprintln!(
+                    "ebpfsentinel: dns blocklist: {} domains ({} written, {} removed, {} runtime) in {:.1?}",
+                    report.entries,
+                    report.written,
+                    report.removed,
+                    report.runtime,
+                    started.elapsed()
+                );
+                *self
+                    .shared
+                    .dns_last_sync
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(report);
+            }
+            Err(e) => eprintln!(
+                "ebpfsentinel: applying the DNS blocklist failed, the previous one stays: {e:#}"
+            ),
+        }
+        self.write_dns_status();
+    }
+
+    fn write_dns_status(&self) {
+        let Some(d) = &self.dns else {
+            return;
+        };
+        let cfg = d.feeds.config();
+        let mut lists = vec![DnsListStatus {
+            list: crate::maps::dns::LIST_CONFIG,
+            id: "config".into(),
+            source: "dns.blocklist.domains".into(),
+            domains: cfg.domains.len() as u64,
+            bad_lines: 0,
+            first_bad_line: None,
+            last_refresh: None,
+            last_error: None,
+            errors: 0,
+        }];
+        for (i, (f, s)) in cfg.feeds.iter().zip(d.feeds.states()).enumerate() {
+            lists.push(DnsListStatus {
+                list: 1 + i as u16,
+                id: f.id.clone(),
+                source: source_text(&f.source),
+                domains: s.parsed.as_ref().map_or(0, |p| p.domains.len() as u64),
+                bad_lines: s.parsed.as_ref().map_or(0, |p| p.bad_lines as u64),
+                first_bad_line: s
+                    .parsed
+                    .as_ref()
+                    .and_then(|p| p.first_error.as_ref())
+                    .map(|(line, why)| format!("{}:{line}: {why}", source_text(&f.source))),
+                last_refresh: unix(s.last_refresh),
+                last_error: s.last_error.as_ref().map(|e| e.to_string()),
+                errors: d.errors.get(i).copied().unwrap_or(0),
+            });
+        }
+        let file = DnsStatusFile {
+            pid: std::process::id(),
+            updated: unix(Some(SystemTime::now())).unwrap_or(0),
+            lists,
+        };
+        if let Err(e) = write_dns_status(&self.pin_root, &file) {
             eprintln!("ebpfsentinel: {e:#}");
         }
     }

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod dns;
 pub mod events;
 pub mod features;
 pub mod feeds;

@@ -13,11 +13,13 @@ use crate::config::XdpMode;
 use crate::links::{self, Attached, XdpAttachment};
 use crate::maps::blacklist::{BlacklistMaps, BLACKLIST_MAP_NAMES};
 use crate::maps::conntrack::{ConntrackMaps, CT_MAP_NAMES};
+use crate::maps::dns::{DnsMaps, DNS_MAP_NAMES};
 use crate::maps::firewall::{FirewallMaps, MAP_NAMES};
 use crate::maps::ratelimit::{RateLimitMaps, RL_MAP_NAMES};
 use crate::maps::scrub::{ScrubMaps, SCRUB_MAP_NAMES};
 use crate::maps::threatintel::{ThreatIntelMaps, TI_MAP_NAMES};
 use crate::skel::tc_conntrack::{TcConntrackSkel, TcConntrackSkelBuilder};
+use crate::skel::tc_dns::{TcDnsSkel, TcDnsSkelBuilder};
 use crate::skel::tc_scrub::{TcScrubSkel, TcScrubSkelBuilder};
 use crate::skel::tc_threatintel::{TcThreatintelSkel, TcThreatintelSkelBuilder};
 use crate::skel::xdp_firewall::{XdpFirewallSkel, XdpFirewallSkelBuilder};
@@ -47,6 +49,7 @@ pub struct Dataplane {
     pub conntrack: TcConntrackSkel<'static>,
     pub threatintel: TcThreatintelSkel<'static>,
     pub scrub: TcScrubSkel<'static>,
+    pub dns: TcDnsSkel<'static>,
     pin_root: Option<PathBuf>,
     /// the maps were taken over from pins an earlier daemon left
     pub adopted: bool,
@@ -292,6 +295,41 @@ impl Dataplane {
         }
         let mut threatintel = open_ti.load().map_err(load_error("tc_threatintel"))?;
 
+        // The DNS blocklist: the TC chains and scratch of tc_conntrack, the firewall's ring.
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open_dns = TcDnsSkelBuilder::default()
+            .open(storage)
+            .context("opening the tc_dns object")?;
+        open_dns
+            .maps
+            .events
+            .reuse_fd(firewall.maps.events.as_fd())?;
+        open_dns
+            .maps
+            .xdp_chain
+            .reuse_fd(firewall.maps.xdp_chain.as_fd())?;
+        open_dns
+            .maps
+            .xdp_scratch
+            .reuse_fd(firewall.maps.xdp_scratch.as_fd())?;
+        open_dns
+            .maps
+            .tc_chain_ingress
+            .reuse_fd(conntrack.maps.tc_chain_ingress.as_fd())?;
+        open_dns
+            .maps
+            .tc_chain_egress
+            .reuse_fd(conntrack.maps.tc_chain_egress.as_fd())?;
+        open_dns
+            .maps
+            .tc_scratch
+            .reuse_fd(conntrack.maps.tc_scratch.as_fd())?;
+        if let Some(root) = &opts.pin_root {
+            adopted |= adopt_pins(open_dns.open_object_mut(), root, &DNS_MAP_NAMES)?;
+        }
+        let mut dns = open_dns.load().map_err(load_error("tc_dns"))?;
+
         // Scrubbing is the last TC stage: the TC chains and scratch of tc_conntrack.
         let storage: &'static mut MaybeUninit<OpenObject> =
             Box::leak(Box::new(MaybeUninit::uninit()));
@@ -323,6 +361,7 @@ impl Dataplane {
             pin_maps(firewall.object_mut(), root, &BLACKLIST_MAP_NAMES)?;
             pin_maps(threatintel.object_mut(), root, &TI_MAP_NAMES)?;
             pin_maps(scrub.object_mut(), root, &SCRUB_MAP_NAMES)?;
+            pin_maps(dns.object_mut(), root, &DNS_MAP_NAMES)?;
         }
         let dataplane = Dataplane {
             firewall,
@@ -330,6 +369,7 @@ impl Dataplane {
             conntrack,
             threatintel,
             scrub,
+            dns,
             pin_root: opts.pin_root.clone(),
             adopted,
             ct_table_note,
@@ -350,6 +390,7 @@ impl Dataplane {
         let prog = match stage {
             crate::abi::tc_stage::TC_STAGE_CONNTRACK => &self.conntrack.progs.tc_conntrack,
             crate::abi::tc_stage::TC_STAGE_THREATINTEL => &self.threatintel.progs.tc_threatintel,
+            crate::abi::tc_stage::TC_STAGE_DNS => &self.dns.progs.tc_dns,
             crate::abi::tc_stage::TC_STAGE_SCRUB => &self.scrub.progs.tc_scrub,
             other => bail!("no program for TC stage {}", other.0),
         };
@@ -375,6 +416,10 @@ impl Dataplane {
 
     pub fn threatintel_maps(&self) -> Result<ThreatIntelMaps> {
         ThreatIntelMaps::from_object(self.threatintel.object())
+    }
+
+    pub fn dns_maps(&self) -> Result<DnsMaps> {
+        DnsMaps::from_object(self.dns.object())
     }
 
     pub fn scrub_maps(&self) -> Result<ScrubMaps> {
@@ -520,6 +565,7 @@ pub fn remove_pins(root: &Path) -> Vec<String> {
         .chain(&BLACKLIST_MAP_NAMES)
         .chain(&TI_MAP_NAMES)
         .chain(&SCRUB_MAP_NAMES)
+        .chain(&DNS_MAP_NAMES)
     {
         let path = root.join(name);
         if path.exists() {

@@ -62,6 +62,10 @@ const RL_PACKETS: &str = "ebpfsentinel_xdp_ratelimit_packets_total";
 const SYN: &str = "ebpfsentinel_ddos_syn_total";
 const CT_EVICTED: &str = "ebpfsentinel_conntrack_evicted_total";
 const CT_ENTRIES: &str = "ebpfsentinel_conntrack_entries";
+const DNS_PACKETS: &str = "ebpfsentinel_dns_packets_total";
+const DNS_EVENTS_DROPPED: &str = "ebpfsentinel_dns_events_dropped_total";
+const DNS_ENTRIES: &str = "ebpfsentinel_dns_blocklist_entries";
+const DNS_FEED_ERRORS: &str = "ebpfsentinel_dns_feed_errors_total";
 const SCRUB_SEEN: &str = "ebpfsentinel_scrub_packets_seen_total";
 const SCRUB_REWRITES: &str = "ebpfsentinel_scrub_rewrites_total";
 const TI_PACKETS: &str = "ebpfsentinel_threatintel_packets_total";
@@ -285,6 +289,34 @@ impl Scrub {
     }
 }
 
+/// tc_dns in a [`Snapshot`]; the snapshot has none while the `dns` section is absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dns {
+    /// per enum dns_stat slot, summed over CPUs
+    pub stats: [u64; crate::maps::dns::DNS_STAT_COUNT],
+    /// entries in the kernel after the last sync (None before the first)
+    pub entries: Option<u64>,
+    pub feed_errors: u64,
+}
+
+impl Dns {
+    pub fn read(
+        maps: &crate::maps::dns::DnsMaps,
+        feed_errors: u64,
+        last_sync: Option<crate::maps::dns::SyncReport>,
+    ) -> Result<Dns> {
+        Ok(Dns {
+            stats: maps.stats().context("reading dns_stats")?,
+            entries: last_sync.map(|r| r.entries as u64),
+            feed_errors,
+        })
+    }
+
+    pub fn stat(&self, stat: crate::maps::dns::dns_stat) -> u64 {
+        self.stats.get(stat.0 as usize).copied().unwrap_or(0)
+    }
+}
+
 /// The IPS blacklist in a [`Snapshot`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Blacklist {
@@ -421,6 +453,8 @@ pub struct Snapshot {
     pub blacklist: Option<Blacklist>,
     /// None while scrubbing is off: no scrub metrics then
     pub scrub: Option<Scrub>,
+    /// None while the DNS blocklist is off: no dns metrics then
+    pub dns: Option<Dns>,
 }
 
 impl Snapshot {
@@ -468,6 +502,7 @@ impl Snapshot {
             threatintel: None,
             blacklist: None,
             scrub: None,
+            dns: None,
         })
     }
 
@@ -625,6 +660,22 @@ pub fn fill_levels(rs: &CompiledRuleset) -> Vec<MapFill> {
 }
 
 fn describe() {
+    describe_counter!(
+        DNS_PACKETS,
+        "Packets to port 53 tc_dns looked at, by result: queries (well-formed queries checked against the blocklist), blocked, alerted, not_query (responses, other opcodes, TCP segments without a message start), malformed (bad labels, compression pointers, over-long names), truncated; `seen` is all of them (kernel dns_stats, summed over CPUs)."
+    );
+    describe_counter!(
+        DNS_EVENTS_DROPPED,
+        "DNS blocklist events tc_dns skipped because the event ring was over 3/4 full."
+    );
+    describe_gauge!(
+        DNS_ENTRIES,
+        "Domains in the kernel's DNS blocklist after the last sync (config, feeds and runtime blocks)."
+    );
+    describe_counter!(
+        DNS_FEED_ERRORS,
+        "DNS blocklist feed refreshes that failed (the feed's previous domains stay)."
+    );
     describe_counter!(
         SCRUB_SEEN,
         "Packets tc_scrub looked at (kernel scrub_stats, summed over CPUs)."
@@ -804,6 +855,9 @@ impl Publisher {
         if let Some(sc) = &snap.scrub {
             publish_scrub(sc);
         }
+        if let Some(dns) = &snap.dns {
+            publish_dns(dns);
+        }
         if let Some(bl) = &snap.blacklist {
             gauge!(IPS_ENTRIES).set(bl.entries as f64);
             counter!(IPS_BLOCKS).absolute(bl.blocks);
@@ -869,6 +923,21 @@ fn publish_conntrack(ct: &Conntrack) {
     }
 }
 
+fn publish_dns(dns: &Dns) {
+    use crate::maps::dns::{dns_stat, stat_name, DNS_STATS};
+    for stat in DNS_STATS
+        .into_iter()
+        .filter(|s| *s != dns_stat::DNS_STAT_EVENTS_SENT && *s != dns_stat::DNS_STAT_EVENTS_DROPPED)
+    {
+        counter!(DNS_PACKETS, "result" => stat_name(stat)).absolute(dns.stat(stat));
+    }
+    counter!(DNS_EVENTS_DROPPED).absolute(dns.stat(dns_stat::DNS_STAT_EVENTS_DROPPED));
+    counter!(DNS_FEED_ERRORS).absolute(dns.feed_errors);
+    if let Some(n) = dns.entries {
+        gauge!(DNS_ENTRIES).set(n as f64);
+    }
+}
+
 fn publish_scrub(sc: &Scrub) {
     use crate::maps::scrub::{scrub_stat, stat_name, SCRUB_STATS};
     counter!(SCRUB_SEEN).absolute(sc.stat(scrub_stat::SCRUB_STAT_SEEN));
@@ -894,6 +963,57 @@ fn publish_threatintel(ti: &ThreatIntel) {
         gauge!(TI_FEED_ENTRIES, "feed" => f.id.clone()).set(f.entries as f64);
         counter!(TI_FEED_ERRORS, "feed" => f.id.clone()).absolute(f.errors);
         gauge!(TI_FEED_REFRESHED, "feed" => f.id.clone()).set(f.last_refresh.unwrap_or(0) as f64);
+    }
+}
+
+/// tc_dns as `status` shows it, read from the pins.
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsSummary {
+    pub enabled: bool,
+    /// blocklist entries in the kernel (config, feeds, runtime)
+    pub entries: u64,
+    pub runtime: u64,
+    /// by [`crate::maps::dns::stat_name`]
+    pub counters: BTreeMap<&'static str, u64>,
+    /// empty when no daemon wrote a DNS status
+    pub lists: Vec<crate::maps::dns::DnsListStatus>,
+}
+
+impl DnsSummary {
+    /// None when no DNS maps are pinned under `pin_root`.
+    pub fn read_pinned(pin_root: &Path) -> Result<Option<DnsSummary>> {
+        use crate::maps::dns::{stat_name, DnsMaps, DNS_STATS, LIST_RUNTIME};
+        if !pin_root.join("dns_blocklist").exists() {
+            return Ok(None);
+        }
+        let maps = DnsMaps::from_pins(pin_root)?;
+        let entries = maps.entries()?;
+        let stats = maps.stats()?;
+        Ok(Some(DnsSummary {
+            enabled: maps.enabled()?,
+            entries: entries.len() as u64,
+            runtime: entries
+                .iter()
+                .filter(|(_, b)| b.list == LIST_RUNTIME)
+                .count() as u64,
+            counters: DNS_STATS
+                .iter()
+                .zip(stats)
+                .map(|(s, n)| (stat_name(*s), n))
+                .collect(),
+            lists: crate::maps::dns::read_dns_status(pin_root)
+                .map(|f| f.lists)
+                .unwrap_or_default(),
+        }))
+    }
+
+    pub fn headline(&self) -> String {
+        format!(
+            "{}, {} domains ({} runtime)",
+            if self.enabled { "on" } else { "off" },
+            self.entries,
+            self.runtime
+        )
     }
 }
 
@@ -1155,6 +1275,7 @@ mod tests {
             threatintel: None,
             blacklist: None,
             scrub: None,
+            dns: None,
         }
     }
 
@@ -1394,6 +1515,49 @@ mod tests {
         ] {
             assert!(gauges.contains(line), "{line} not in {gauges:#?}");
         }
+    }
+
+    #[test]
+    fn dns_metrics_come_with_dns() {
+        let recorder = recorder();
+        let exporter = Exporter::new(recorder.handle());
+        publish_all(&recorder, &exporter, &[synthetic()]);
+        assert!(!exporter.render().contains("ebpfsentinel_dns"));
+        let snap = Snapshot {
+            dns: Some(Dns {
+                stats: [40, 30, 5, 2, 4, 3, 3, 6, 1],
+                entries: Some(17418),
+                feed_errors: 2,
+            }),
+            ..synthetic()
+        };
+        publish_all(&recorder, &exporter, &[snap]);
+        let text = exporter.render();
+        let fams = families(&text);
+        assert_eq!(
+            &family(&fams, DNS_PACKETS).1,
+            &set(&[
+                "ebpfsentinel_dns_packets_total{result=\"seen\"} 40",
+                "ebpfsentinel_dns_packets_total{result=\"queries\"} 30",
+                "ebpfsentinel_dns_packets_total{result=\"blocked\"} 5",
+                "ebpfsentinel_dns_packets_total{result=\"alerted\"} 2",
+                "ebpfsentinel_dns_packets_total{result=\"not_query\"} 4",
+                "ebpfsentinel_dns_packets_total{result=\"malformed\"} 3",
+                "ebpfsentinel_dns_packets_total{result=\"truncated\"} 3",
+            ])
+        );
+        assert_eq!(
+            &family(&fams, DNS_EVENTS_DROPPED).1,
+            &set(&["ebpfsentinel_dns_events_dropped_total 1"])
+        );
+        assert_eq!(
+            &family(&fams, DNS_ENTRIES).1,
+            &set(&["ebpfsentinel_dns_blocklist_entries 17418"])
+        );
+        assert_eq!(
+            &family(&fams, DNS_FEED_ERRORS).1,
+            &set(&["ebpfsentinel_dns_feed_errors_total 2"])
+        );
     }
 
     #[test]

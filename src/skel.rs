@@ -34,3 +34,7 @@ pub mod tc_scrub {
 pub mod tc_bench {
     include!(concat!(env!("OUT_DIR"), "/tc_bench.skel.rs"));
 }
+
+pub mod tc_dns {
+    include!(concat!(env!("OUT_DIR"), "/tc_dns.skel.rs"));
+}

@@ -7,22 +7,36 @@
 #include "parse.bpf.h"
 
 /*
- * Returns false when the event was skipped: the ring is over 3/4 full (a consumer that lags
- * must not make every producer fail its reservations) or the reservation failed.
+ * Reserves `size` bytes on the shared ring, or NULL when the event must be skipped: the ring
+ * is over 3/4 full (a consumer that lags must not make every producer fail its reservations)
+ * or the reservation failed. `pending` is for events_submit.
  */
-static __always_inline bool emit_packet_event(__u32 ifindex, const struct pkt *p, __u8 kind,
-					      __u8 action, __u16 rule_id)
+static __always_inline void *events_reserve(__u64 size, __u64 *pending)
 {
-	struct packet_event *ev;
-	__u64 pending;
+	*pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	if (*pending > EVENTS_RING_BYTES / 4 * 3)
+		return NULL;
+	return bpf_ringbuf_reserve(&events, size, 0);
+}
+
+/*
+ * One wakeup when the pending data crosses the threshold, not one per record above it: the
+ * consumer drains on its own timer meanwhile.
+ */
+static __always_inline void events_submit(void *rec, __u64 pending, __u64 size)
+{
+	bpf_ringbuf_submit(rec, pending < EVENTS_WAKEUP_BYTES &&
+						pending + size + 8 >= EVENTS_WAKEUP_BYTES ?
+					BPF_RB_FORCE_WAKEUP :
+					BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline void fill_packet_event(struct packet_event *ev, __u32 ifindex,
+					      const struct pkt *p, __u8 kind, __u8 action,
+					      __u16 rule_id)
+{
 	__u32 cpu;
 
-	pending = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	if (pending > EVENTS_RING_BYTES / 4 * 3)
-		return false;
-	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-	if (!ev)
-		return false;
 	ev->timestamp_ns = bpf_ktime_get_boot_ns();
 	if (p->family == FW_FAMILY_V6) {
 		__builtin_memcpy(ev->src_addr, p->saddr, 16);
@@ -47,14 +61,20 @@ static __always_inline bool emit_packet_event(__u32 ifindex, const struct pkt *p
 	ev->action = action;
 	cpu = bpf_get_smp_processor_id();
 	ev->cpu = cpu > 255 ? 255 : cpu;
-	/*
-	 * One wakeup when the pending data crosses the threshold, not one per record above it:
-	 * the consumer drains on its own timer meanwhile.
-	 */
-	bpf_ringbuf_submit(ev, pending < EVENTS_WAKEUP_BYTES &&
-					       pending + sizeof(*ev) + 8 >= EVENTS_WAKEUP_BYTES ?
-				       BPF_RB_FORCE_WAKEUP :
-				       BPF_RB_NO_WAKEUP);
+}
+
+/* Returns false when the event was skipped (see events_reserve). */
+static __always_inline bool emit_packet_event(__u32 ifindex, const struct pkt *p, __u8 kind,
+					      __u8 action, __u16 rule_id)
+{
+	struct packet_event *ev;
+	__u64 pending;
+
+	ev = events_reserve(sizeof(*ev), &pending);
+	if (!ev)
+		return false;
+	fill_packet_event(ev, ifindex, p, kind, action, rule_id);
+	events_submit(ev, pending, sizeof(*ev));
 	return true;
 }
 

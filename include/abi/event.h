@@ -15,6 +15,11 @@ enum event_kind {
 	EVENT_DDOS_AMP = 6,
 	/* tc_threatintel: an address of the packet is an IOC; rule_id is the feed's id */
 	EVENT_TI_MATCH = 7,
+	/*
+	 * tc_dns: a query for a blocklisted name; the record is a struct dns_query_event,
+	 * rule_id the list that blocks it (struct dns_blocked.list)
+	 */
+	EVENT_DNS_QUERY = 9,
 };
 
 enum event_action {
@@ -71,5 +76,22 @@ struct packet_event {
 };
 
 _Static_assert(sizeof(struct packet_event) == 56, "packet_event is the 56-byte seed record");
+
+/*
+ * The one longer record on the ring: a packet_event (kind EVENT_DNS_QUERY) and the queried
+ * name. The consumer tells the two apart by the record's length and then by kind.
+ */
+struct dns_query_event {
+	struct packet_event ev;
+	__u16 qtype;
+	/* bytes of name used: the name in wire form as queried, root label included */
+	__u8 name_len;
+	/* labels of the blocklisted suffix that matched */
+	__u8 matched_labels;
+	__u8 pad[4];
+	char name[256];
+};
+
+_Static_assert(sizeof(struct dns_query_event) == 320, "dns_query_event layout");
 
 #endif

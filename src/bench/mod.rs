@@ -3,6 +3,7 @@
 
 pub mod all;
 pub mod conntrack;
+pub mod dns;
 pub mod events;
 pub mod firewall;
 pub mod memory;

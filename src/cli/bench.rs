@@ -65,6 +65,14 @@ enum BenchWhat {
         #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/feeds"))]
         feeds: PathBuf,
     },
+    /// tc_dns: loading 100k domains (the shipped lists and synthetic ones), and ns per packet
+    /// for a packet that is no DNS query, a 6-label query that matches nothing and one that
+    /// matches, against the TC entry program alone.
+    Dns {
+        /// Where the real list files are.
+        #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/feeds"))]
+        feeds: PathBuf,
+    },
     /// Reload time (compile, write the inactive generation, flip, retire the old one) for 100k
     /// and 1M CIDR entries.
     Reload,
@@ -102,6 +110,7 @@ pub fn execute(args: BenchArgs) -> Result<Outcome> {
         BenchWhat::Threatintel { feeds } => bench::threatintel::run(args.repeat, &feeds, json)?,
         BenchWhat::Scrub => bench::scrub::run(args.repeat, json)?,
         BenchWhat::Pipeline { feeds } => bench::pipeline::run(args.repeat, &feeds, json)?,
+        BenchWhat::Dns { feeds } => bench::dns::run(args.repeat, &feeds, json)?,
         BenchWhat::Reload => bench::reload::run(json)?,
         BenchWhat::Events => bench::events::run(json)?,
         BenchWhat::Ratelimit { max_sources } => {

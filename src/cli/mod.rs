@@ -4,6 +4,7 @@ mod bench;
 mod block;
 mod check;
 mod ct;
+mod dns;
 mod down;
 mod events;
 mod gen_docs;
@@ -46,6 +47,7 @@ enum Command {
     Unblock(block::UnblockArgs),
     Blocked(block::BlockedArgs),
     Ti(ti::TiArgs),
+    Dns(dns::DnsArgs),
     Status(status::StatusArgs),
     Stats(stats::StatsArgs),
     Bench(bench::BenchArgs),
@@ -84,6 +86,7 @@ impl Cli {
             Command::Unblock(a) => block::unblock(a),
             Command::Blocked(a) => block::blocked(a),
             Command::Ti(a) => ti::execute(a),
+            Command::Dns(a) => dns::execute(a),
             Command::Status(a) => status::execute(a),
             Command::Stats(a) => stats::execute(a),
             Command::Bench(a) => bench::execute(a),

@@ -61,6 +61,8 @@ struct Status {
     threatintel: Option<ThreatIntelSummary>,
     /// null when no blacklist is pinned
     blacklist: Option<BlacklistSummary>,
+    /// null when no DNS blocklist is pinned
+    dns: Option<crate::metrics::DnsSummary>,
     kernel: crate::features::Features,
 }
 
@@ -167,6 +169,7 @@ pub fn execute(args: StatusArgs) -> Result<Outcome> {
         conntrack: ConntrackSummary::read_pinned(root).ok().flatten(),
         threatintel: ThreatIntelSummary::read_pinned(root).ok().flatten(),
         blacklist: BlacklistSummary::read_pinned(root).ok().flatten(),
+        dns: crate::metrics::DnsSummary::read_pinned(root).ok().flatten(),
         kernel: crate::features::probe(),
     };
     let found = status.daemon_pid.is_some() || status.pinned;
@@ -254,6 +257,18 @@ fn print_text(status: &Status) {
     }
     if let Some(bl) = &status.blacklist {
         println!("ips blacklist: {}", bl.headline());
+    }
+    if let Some(dns) = &status.dns {
+        println!("dns blocklist: {}", dns.headline());
+        for (name, n) in &dns.counters {
+            println!("  {name:<24} {n}");
+        }
+        for l in &dns.lists {
+            match &l.last_error {
+                Some(e) => println!("  list {:<19} {} domains, last error: {e}", l.id, l.domains),
+                None => println!("  list {:<19} {} domains", l.id, l.domains),
+            }
+        }
     }
     if !status.rules.is_empty() {
         println!("rule hits (packets, bytes):");

@@ -88,6 +88,39 @@ pub struct Config {
     pub ips: IpsConfig,
     /// `scrub`: tc_scrub's normalisation; None (no section) keeps the stage off
     pub scrub: Option<ScrubConfig>,
+    /// `dns`: tc_dns's blocklist; None (no section) keeps the stage off
+    pub dns: Option<DnsConfig>,
+}
+
+/// `dns`: what tc_dns checks DNS queries against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub blocklist: DnsBlocklistConfig,
+}
+
+/// `dns.blocklist`: domains (each blocks itself and its subdomains) from the config and from
+/// feeds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsBlocklistConfig {
+    /// `action`: what feeds that do not say, and `domains`, get (default drop)
+    pub action: crate::feeds::domains::DnsAction,
+    /// `domains`, normalised (lowercase, no trailing dot)
+    pub domains: Vec<String>,
+    /// file order; a feed's list number in the kernel is 1 + its index
+    pub feeds: Vec<DnsFeedConfig>,
+}
+
+/// One `dns.blocklist.feeds` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsFeedConfig {
+    pub id: String,
+    pub location: Location,
+    pub source: FeedSource,
+    pub format: crate::feeds::domains::DomainFormat,
+    /// None: fetched once at start and on reload
+    pub refresh: Option<std::time::Duration>,
+    /// None: `dns.blocklist.action`
+    pub action: Option<crate::feeds::domains::DnsAction>,
 }
 
 pub const MAX_FEEDS: usize = 256;

@@ -1784,3 +1784,117 @@ fn scrub_errors_are_located() {
     );
     assert_error("scrub: »[1]\n", "scrub (a mapping)");
 }
+
+#[test]
+fn dns_section() {
+    use crate::feeds::domains::{DnsAction, DomainFormat};
+    for text in ["", "dns:\n"] {
+        assert_eq!(parse_ok(text).dns, None, "{text:?}");
+    }
+    assert_eq!(parse_ok("dns: {}\n").dns, Some(DnsConfig::default()));
+    let text = format!(
+        "dns:\n  blocklist:\n    action: alert\n    domains: [BadSite.Example., tracker.example.net]\n    feeds:\n      - {{ id: ads, path: {FEEDS}/adaway_hosts.txt, format: hosts, refresh: 6h }}\n      - {{ id: spam, url: https://example.org/list.txt, format: domains, action: drop }}\n"
+    );
+    let dns = parse_ok(&text).dns.expect("dns");
+    let b = &dns.blocklist;
+    assert_eq!(b.action, DnsAction::Alert);
+    assert_eq!(b.domains, ["badsite.example", "tracker.example.net"]);
+    assert_eq!(b.feeds.len(), 2);
+    assert_eq!(
+        (
+            b.feeds[0].id.as_str(),
+            b.feeds[0].format,
+            b.feeds[0].refresh,
+            b.feeds[0].action
+        ),
+        (
+            "ads",
+            DomainFormat::Hosts,
+            Some(Duration::from_secs(6 * 3600)),
+            None
+        )
+    );
+    assert_eq!(b.feeds[0].location.line, 6);
+    assert_eq!(
+        b.feeds[1].source,
+        FeedSource::Url("https://example.org/list.txt".into())
+    );
+    assert_eq!(
+        (b.feeds[1].format, b.feeds[1].action),
+        (DomainFormat::Domains, Some(DnsAction::Drop))
+    );
+    let one = parse_ok("dns: { blocklist: { domains: badsite.example } }\n");
+    let one = one.dns.expect("dns").blocklist;
+    assert_eq!(
+        (one.action, one.domains),
+        (DnsAction::Drop, vec!["badsite.example".to_string()])
+    );
+}
+
+#[test]
+fn dns_errors_are_located() {
+    assert_error(
+        "dns:\n  »blocklists: {}\n",
+        "unknown key `blocklists` in dns",
+    );
+    assert_error(
+        "dns:\n  blocklist:\n    action: »block\n",
+        "expected one of drop | alert, found string \"block\"",
+    );
+    assert_error(
+        "dns:\n  blocklist:\n    domains: [ok.example, »\"*.malware.example\"]\n",
+        "no wildcards; `malware.example` blocks itself and every subdomain",
+    );
+    assert_error(
+        "dns:\n  blocklist:\n    domains:\n      - a.example\n      - »A.example.\n",
+        "a.example is listed already (line 4)",
+    );
+    assert_error(
+        "dns:\n  blocklist:\n    domains: [»a..example]\n",
+        "`a..example`: an empty label",
+    );
+    assert_error(
+        "dns:\n  blocklist:\n    feeds:\n      - { id: x, path: /tmp/x, format: »csv }\n",
+        "expected one of hosts | domains",
+    );
+    assert_error(
+        "dns:\n  blocklist:\n    feeds:\n      - »{ id: x, format: hosts }\n",
+        "a feed needs `url` (http:// or https://) or `path` (a file)",
+    );
+    assert_error(
+        "dns:\n  blocklist:\n    feeds:\n      - { id: x, url: \"https://e.org/l\", format: hosts, refresh: »30s }\n",
+        "`refresh` of a URL feed must be at least",
+    );
+    assert_error(
+        "dns:\n  blocklist:\n    feeds:\n      - { id: x, path: /tmp/x, format: hosts, »confidence: 3 }\n",
+        "unknown key `confidence` in a DNS feed",
+    );
+}
+
+#[test]
+fn the_shipped_dns_example_parses() {
+    use crate::feeds::domains::{DnsAction, DomainFormat};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.yaml");
+    let text = std::fs::read_to_string(path).expect("examples/config.yaml");
+    let section: String = text
+        .lines()
+        .skip_while(|line| *line != "# dns:")
+        .map_while(|line| line.strip_prefix("# ").or((line == "#").then_some("")))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let dns = parse_ok(&section).dns.expect("dns");
+    let b = dns.blocklist;
+    assert_eq!(b.domains, ["badsite.example"]);
+    let feeds: Vec<_> = b
+        .feeds
+        .iter()
+        .map(|f| (f.id.as_str(), f.format, f.action))
+        .collect();
+    assert_eq!(
+        feeds,
+        [
+            ("ads", DomainFormat::Hosts, None),
+            ("scam", DomainFormat::Hosts, Some(DnsAction::Alert))
+        ]
+    );
+}

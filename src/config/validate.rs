@@ -21,7 +21,9 @@ use super::{
     MAX_DURATION, MAX_FEEDS, MAX_IPS_THRESHOLD, MAX_PRIORITY, MAX_RATE_POLICIES, MAX_RATE_PPS,
     MAX_RULES, MIN_CT_DURATION, MIN_CT_TABLE_SIZE, MIN_DURATION, MIN_URL_REFRESH,
 };
+use super::{DnsBlocklistConfig, DnsConfig, DnsFeedConfig};
 use super::{ScrubConfig, MIN_SCRUB_MSS, MIN_SCRUB_TTL};
+use crate::feeds::domains::{normalize_domain, DnsAction, DomainFormat};
 use crate::feeds::TiAction;
 
 const TOP_KEYS: &[&str] = &[
@@ -38,6 +40,7 @@ const TOP_KEYS: &[&str] = &[
     "threatintel",
     "ips",
     "scrub",
+    "dns",
 ];
 const CONNTRACK_KEYS: &[&str] = &[
     "enabled",
@@ -96,6 +99,16 @@ const FEED_FORMATS: &[(&str, FeedFormat)] = &[
     ("json", FeedFormat::Json),
     ("ndjson", FeedFormat::Ndjson),
 ];
+const DNS_KEYS: &[&str] = &["blocklist"];
+const DNS_BLOCKLIST_KEYS: &[&str] = &["action", "domains", "feeds"];
+const DNS_FEED_KEYS: &[&str] = &["id", "url", "path", "format", "refresh", "action"];
+const DNS_ACTIONS: &[(&str, DnsAction)] = &[("drop", DnsAction::Drop), ("alert", DnsAction::Alert)];
+const DNS_FEED_FORMATS: &[(&str, DomainFormat)] = &[
+    ("hosts", DomainFormat::Hosts),
+    ("domains", DomainFormat::Domains),
+];
+/// Lists the kernel numbers: 0 the config's, 1.. the feeds', 0xfffe runtime blocks.
+const MAX_DNS_FEEDS: usize = 1024;
 const SCRUB_KEYS: &[&str] = &["min_ttl", "max_mss", "clear_df", "random_ip_id"];
 const IPS_KEYS: &[&str] = &["threshold", "window", "block_for", "whitelist"];
 const METRICS_KEYS: &[&str] = &["listen"];
@@ -523,6 +536,7 @@ impl Checker<'_> {
                 .unwrap_or_default(),
             ips: IpsConfig::default(),
             scrub: fields.section("scrub").map(|n| self.scrub(n)),
+            dns: fields.section("dns").map(|n| self.dns(n)),
         };
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);
@@ -927,6 +941,127 @@ impl Checker<'_> {
             config.random_ip_id = self.boolean(n).unwrap_or(false);
         }
         config
+    }
+
+    fn dns(&mut self, node: &Node) -> DnsConfig {
+        let Some(fields) = self.fields(node, "dns", DNS_KEYS) else {
+            return DnsConfig::default();
+        };
+        DnsConfig {
+            blocklist: fields
+                .section("blocklist")
+                .map(|n| self.dns_blocklist(n))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn dns_blocklist(&mut self, node: &Node) -> DnsBlocklistConfig {
+        let mut config = DnsBlocklistConfig::default();
+        let Some(fields) = self.fields(node, "dns.blocklist", DNS_BLOCKLIST_KEYS) else {
+            return config;
+        };
+        if let Some(action) = fields
+            .get("action")
+            .and_then(|n| self.keyword(n, DNS_ACTIONS))
+        {
+            config.action = action;
+        }
+        if let Some(n) = fields.section("domains") {
+            let mut seen: HashMap<String, Pos> = HashMap::new();
+            for (pos, text) in self.strings(n) {
+                match normalize_domain(text) {
+                    Ok(domain) => {
+                        if let Some(first) = seen.get(&domain) {
+                            let line = first.line;
+                            self.error(pos, format!("{domain} is listed already (line {line})"));
+                        } else {
+                            seen.insert(domain.clone(), pos);
+                            config.domains.push(domain);
+                        }
+                    }
+                    Err(why) => self.error(pos, why),
+                }
+            }
+        }
+        if let Some(n) = fields.section("feeds") {
+            let Value::Seq(items) = &n.value else {
+                self.mismatch(n, "a list of feeds");
+                return config;
+            };
+            if items.len() > MAX_DNS_FEEDS {
+                self.error(
+                    n.pos,
+                    format!("{} feeds exceed the limit of {MAX_DNS_FEEDS}", items.len()),
+                );
+            }
+            let mut ids = HashMap::new();
+            config.feeds = items
+                .iter()
+                .filter_map(|item| self.dns_feed(item, &mut ids))
+                .collect();
+        }
+        config
+    }
+
+    fn dns_feed<'n>(
+        &mut self,
+        node: &'n Node,
+        ids: &mut HashMap<&'n str, Pos>,
+    ) -> Option<DnsFeedConfig> {
+        let errors_before = self.errors.len();
+        let fields = self.fields(node, "a DNS feed", DNS_FEED_KEYS)?;
+        let id = self
+            .required(fields, "id", node)
+            .and_then(|n| self.identifier(n, ids, "feed id"));
+        let source = match (fields.get("url"), fields.get("path")) {
+            (Some(url), None) => self.feed_url(url).map(FeedSource::Url),
+            (None, Some(path)) => self.feed_path(path).map(FeedSource::Path),
+            (Some(_), Some(_)) => {
+                if let Some(key) = fields.key("path") {
+                    self.error(key.pos, "a feed has `url` or `path`, not both");
+                }
+                None
+            }
+            (None, None) => {
+                self.error(
+                    node.pos,
+                    "a feed needs `url` (http:// or https://) or `path` (a file)",
+                );
+                None
+            }
+        };
+        let format = self
+            .required(fields, "format", node)
+            .and_then(|n| self.keyword(n, DNS_FEED_FORMATS));
+        let refresh = fields.get("refresh").and_then(|n| {
+            let refresh = self.duration_in(n, "refresh", MIN_DURATION, MAX_DURATION)?;
+            if matches!(source, Some(FeedSource::Url(_))) && refresh < MIN_URL_REFRESH {
+                self.error(
+                    n.pos,
+                    format!(
+                        "`refresh` of a URL feed must be at least {}, found {}: feed servers throttle or ban clients that poll more often",
+                        format_duration(MIN_URL_REFRESH),
+                        format_duration(refresh)
+                    ),
+                );
+                return None;
+            }
+            Some(refresh)
+        });
+        let action = fields
+            .get("action")
+            .and_then(|n| self.keyword(n, DNS_ACTIONS));
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        Some(DnsFeedConfig {
+            id: id?,
+            location: self.location(node.pos),
+            source: source?,
+            format: format?,
+            refresh,
+            action,
+        })
     }
 
     fn quarantine_needs_vlan(&mut self, node: &Node, action: TiAction, vlan_set: bool) {

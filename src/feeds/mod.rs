@@ -22,6 +22,8 @@
 //! each feed's [`ParsedFeed`] in its [`FeedState`] and only replaces it with one that parsed,
 //! so `merged()` after a failure is what it was before.
 
+pub mod domain_feeds;
+pub mod domains;
 pub mod fetch;
 mod merge;
 pub mod parse;

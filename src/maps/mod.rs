@@ -2,6 +2,7 @@
 
 pub mod blacklist;
 pub mod conntrack;
+pub mod dns;
 pub mod firewall;
 pub mod ratelimit;
 pub mod scrub;

@@ -120,6 +120,7 @@ pub struct Replay {
     ruleset: CompiledRuleset,
     ratelimit: CompiledRateLimit,
     feeds: Vec<String>,
+    dns_feeds: Vec<String>,
     stats: Vec<StageStats>,
     ring: RingBuffer<'static>,
     pending: Rc<RefCell<Vec<Vec<u8>>>>,
@@ -152,6 +153,21 @@ fn load_feeds(cfg: &Config) -> Result<crate::feeds::IocSet> {
     Ok(feeds.merged())
 }
 
+/// The DNS blocklist of the config's domains and feeds, fetched once.
+fn load_dns_blocklist(dns: &crate::config::DnsConfig) -> Result<crate::maps::dns::Blocklist> {
+    let mut feeds = crate::feeds::domain_feeds::DomainFeeds::new(
+        &dns.blocklist,
+        Fetcher::new(FetchLimits::default()),
+    );
+    for i in 0..dns.blocklist.feeds.len() {
+        let r = feeds.refresh(i, Instant::now());
+        if let Err(e) = &r.outcome {
+            bail!("dns feed {}: {}", r.id, e.message);
+        }
+    }
+    Ok(feeds.blocklist())
+}
+
 impl Replay {
     pub fn new(cfg: &Config) -> Result<Replay> {
         let (ruleset, ratelimit) = crate::daemon::compile(cfg)?;
@@ -175,6 +191,9 @@ impl Replay {
                 cfg.threatintel.quarantine_vlan.unwrap_or(0),
                 true,
             )?;
+        }
+        if let Some(dns) = &cfg.dns {
+            dp.dns_maps()?.sync(&load_dns_blocklist(dns)?)?;
         }
         let stats = STAGES
             .iter()
@@ -203,6 +222,9 @@ impl Replay {
         let ring = rb.build()?;
         Ok(Replay {
             feeds: cfg.threatintel.feeds.iter().map(|f| f.id.clone()).collect(),
+            dns_feeds: cfg.dns.as_ref().map_or_else(Vec::new, |d| {
+                d.blocklist.feeds.iter().map(|f| f.id.clone()).collect()
+            }),
             dp,
             fw,
             fw_generation,
@@ -246,6 +268,7 @@ impl Replay {
                 .find(|(rank, _)| *rank == index)
                 .map(|(_, n)| n),
             RuleSpace::Feed => self.feeds.get(usize::from(index)).cloned(),
+            RuleSpace::DnsFeed => self.dns_feeds.get(usize::from(index)).cloned(),
         }
     }
 

@@ -5,7 +5,7 @@
 use libbpf_rs::skel::Skel;
 use libbpf_rs::Object;
 
-use crate::abi::{ct_stat, fw_stat, rl_stat, scrub_stat, ti_stat};
+use crate::abi::{ct_stat, dns_stat, fw_stat, rl_stat, scrub_stat, ti_stat};
 use crate::loader::Dataplane;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +180,26 @@ pub static STAGES: &[Stage] = &[
             slot(ti_stat::TI_STAT_EVENTS_DROPPED.0, "events_dropped", Note),
         ],
         event_types: &["threatintel"],
+        rules: Rules::Events,
+    },
+    Stage {
+        name: "dns",
+        hook: Hook::Tc,
+        object: |dp| dp.dns.object(),
+        stats_map: "dns_stats",
+        slots_total: dns_stat::DNS_STAT_COUNT.0,
+        seen: dns_stat::DNS_STAT_SEEN.0,
+        slots: &[
+            slot(dns_stat::DNS_STAT_QUERIES.0, "query", Note),
+            slot(dns_stat::DNS_STAT_BLOCKED.0, "blocked", Decides),
+            slot(dns_stat::DNS_STAT_ALERTED.0, "alerted", Decides),
+            slot(dns_stat::DNS_STAT_NOT_QUERY.0, "not_query", Hidden),
+            slot(dns_stat::DNS_STAT_MALFORMED.0, "malformed", Note),
+            slot(dns_stat::DNS_STAT_TRUNCATED.0, "truncated", Note),
+            slot(dns_stat::DNS_STAT_EVENTS_SENT.0, "events_sent", Hidden),
+            slot(dns_stat::DNS_STAT_EVENTS_DROPPED.0, "events_dropped", Note),
+        ],
+        event_types: &["dns"],
         rules: Rules::Events,
     },
     Stage {
