@@ -8,6 +8,9 @@ pub use crate::skel::tc_conntrack::types::{
     ct_dir, ct_entry, ct_entry_flags, ct_key, ct_settings, ct_side, ct_stat, ct_state,
 };
 pub use crate::skel::tc_scrub::types::{scrub_flags, scrub_settings, scrub_stat};
+pub use crate::skel::xdp_lb::types::{
+    lb_backend, lb_limits, lb_reverse_key, lb_service, lb_service_key, lb_service_stats, lb_stat,
+};
 pub use crate::skel::tc_threatintel::types::{
     ti_action, ti_bloom_fill_ctl, ti_bloom_key, ti_bloom_kind, ti_ioc, ti_limits, ti_lpm_v4_key,
     ti_lpm_v6_key, ti_settings, ti_settings_flags, ti_stat, ti_v4_key, ti_v6_key,
@@ -35,6 +38,11 @@ macro_rules! plain {
 }
 
 plain!(
+    lb_backend,
+    lb_reverse_key,
+    lb_service,
+    lb_service_key,
+    lb_service_stats,
     scrub_settings,
     bench_addr,
     ct_entry,
@@ -122,6 +130,11 @@ const _: () = assert!(std::mem::size_of::<ct_entry>() == 96);
 const _: () = assert!(std::mem::size_of::<ct_settings>() == 8 * CT_STATE_COUNT + 8);
 const _: () = assert!(std::mem::size_of::<packet_event>() == 56);
 const _: () = assert!(std::mem::size_of::<scrub_settings>() == 8);
+const _: () = assert!(std::mem::size_of::<lb_service_key>() == 20);
+const _: () = assert!(std::mem::size_of::<lb_service>() == 8);
+const _: () = assert!(std::mem::size_of::<lb_backend>() == 24);
+const _: () = assert!(std::mem::size_of::<lb_reverse_key>() == 20);
+const _: () = assert!(std::mem::size_of::<lb_service_stats>() == 24);
 const _: () = assert!(std::mem::size_of::<rl_policy>() == 24);
 const _: () = assert!(std::mem::size_of::<rl_match>() == 24);
 const _: () = assert!(std::mem::size_of::<rl_key>() == 20);

@@ -30,3 +30,7 @@ pub mod tc_threatintel {
 pub mod tc_scrub {
     include!(concat!(env!("OUT_DIR"), "/tc_scrub.skel.rs"));
 }
+
+pub mod xdp_lb {
+    include!(concat!(env!("OUT_DIR"), "/xdp_lb.skel.rs"));
+}

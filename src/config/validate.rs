@@ -24,6 +24,8 @@ use super::{
 use super::{ScrubConfig, MIN_SCRUB_MSS, MIN_SCRUB_TTL};
 use crate::feeds::TiAction;
 
+mod lb;
+
 const TOP_KEYS: &[&str] = &[
     "interfaces",
     "xdp_mode",
@@ -38,6 +40,7 @@ const TOP_KEYS: &[&str] = &[
     "threatintel",
     "ips",
     "scrub",
+    "loadbalancer",
 ];
 const CONNTRACK_KEYS: &[&str] = &[
     "enabled",
@@ -523,6 +526,10 @@ impl Checker<'_> {
                 .unwrap_or_default(),
             ips: IpsConfig::default(),
             scrub: fields.section("scrub").map(|n| self.scrub(n)),
+            loadbalancer: fields
+                .section("loadbalancer")
+                .map(|n| self.loadbalancer(n))
+                .unwrap_or_default(),
         };
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);
