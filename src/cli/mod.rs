@@ -7,6 +7,7 @@ mod ct;
 mod down;
 mod events;
 mod gen_docs;
+mod lb;
 mod ratelimit;
 mod reload;
 mod run;
@@ -40,6 +41,7 @@ enum Command {
     Events(events::EventsArgs),
     Down(down::DownArgs),
     Ratelimit(ratelimit::RateLimitArgs),
+    Lb(lb::LbArgs),
     Ct(ct::CtArgs),
     Block(block::BlockArgs),
     Unblock(block::UnblockArgs),
@@ -68,6 +70,7 @@ impl Cli {
             Command::Events(a) => events::execute(a),
             Command::Down(a) => down::execute(a),
             Command::Ratelimit(a) => ratelimit::execute(a),
+            Command::Lb(a) => lb::execute(a),
             Command::Ct(a) => ct::execute(a),
             Command::Block(a) => block::block(a),
             Command::Unblock(a) => block::unblock(a),
