@@ -780,6 +780,9 @@ impl Daemon {
         if self.cfg.scrub.is_some() {
             snapshot.scrub = Some(metrics::Scrub::read(&self.dp.scrub_maps()?)?);
         }
+        if !self.lb.config.services.is_empty() {
+            snapshot.lb = Some(metrics::Lb::read(&self.lb_maps, &self.lb)?);
+        }
         snapshot.blacklist = Some(metrics::Blacklist::read(
             &self.bl,
             self.intel.blocks.load(Ordering::Relaxed),
