@@ -66,6 +66,34 @@ struct {
 	__type(value, struct lb_service_stats);
 } lb_service_stats SEC(".maps");
 
+/*
+ * Mirroring: egress ifindex -> its slot; lb_mirror_<slot> holds that egress interface and the
+ * mirror port, and a broadcast redirect into it sends the forwarded packet to both.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MIRROR_EGRESS);
+	__type(key, __u32);
+	__type(value, __u32);
+} lb_mirror_slots SEC(".maps");
+
+#define LB_MIRROR_MAP(n)                           \
+	struct {                                   \
+		__uint(type, BPF_MAP_TYPE_DEVMAP); \
+		__uint(max_entries, 2);            \
+		__type(key, __u32);                \
+		__type(value, __u32);              \
+	} lb_mirror_##n SEC(".maps")
+
+LB_MIRROR_MAP(0);
+LB_MIRROR_MAP(1);
+LB_MIRROR_MAP(2);
+LB_MIRROR_MAP(3);
+LB_MIRROR_MAP(4);
+LB_MIRROR_MAP(5);
+LB_MIRROR_MAP(6);
+LB_MIRROR_MAP(7);
+
 enum lb_limits _lb_limits_btf;
 enum lb_stat _lb_stat_btf;
 
@@ -234,6 +262,35 @@ static __always_inline void lb_fib_params(struct xdp_md *ctx, const struct pkt *
 	}
 }
 
+#define LB_MIRROR_CASE(n)                   \
+	case n:                             \
+		lb_count(LB_STAT_MIRRORED); \
+		return bpf_redirect_map(&lb_mirror_##n, 0, BPF_F_BROADCAST)
+
+/*
+ * The egress interface and the mirror port both get the packet when mirroring covers that
+ * interface; -1 otherwise. Broadcast without BPF_F_EXCLUDE_INGRESS, so that XDP_TX's case
+ * (egress = ingress) works alike.
+ */
+static __always_inline long lb_mirror(__u32 ifindex)
+{
+	__u32 *slot = bpf_map_lookup_elem(&lb_mirror_slots, &ifindex);
+
+	if (!slot)
+		return -1;
+	switch (*slot) {
+		LB_MIRROR_CASE(0);
+		LB_MIRROR_CASE(1);
+		LB_MIRROR_CASE(2);
+		LB_MIRROR_CASE(3);
+		LB_MIRROR_CASE(4);
+		LB_MIRROR_CASE(5);
+		LB_MIRROR_CASE(6);
+		LB_MIRROR_CASE(7);
+	}
+	return -1;
+}
+
 /*
  * Sends a rewritten packet where the FIB says, as the kernel's forwarding would (TTL or hop
  * limit decremented, MACs of the next hop). Without a resolved neighbour (or with a tagged
@@ -247,6 +304,7 @@ static __always_inline int lb_send(struct xdp_md *ctx, const struct pkt *p,
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	__u32 l3_off = p->l3_off;
+	long mirror;
 
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS || (p->flags & PKT_F_VLAN)) {
 		lb_count(LB_STAT_FORWARDED_STACK);
@@ -275,6 +333,9 @@ static __always_inline int lb_send(struct xdp_md *ctx, const struct pkt *p,
 	__builtin_memcpy(eth->h_dest, fib->dmac, 6);
 	__builtin_memcpy(eth->h_source, fib->smac, 6);
 	lb_count(LB_STAT_FORWARDED);
+	mirror = lb_mirror(fib->ifindex);
+	if (mirror >= 0)
+		return mirror;
 	if (fib->ifindex == ctx->ingress_ifindex)
 		return XDP_TX;
 	return bpf_redirect(fib->ifindex, 0);

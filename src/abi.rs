@@ -8,12 +8,12 @@ pub use crate::skel::tc_conntrack::types::{
     ct_dir, ct_entry, ct_entry_flags, ct_key, ct_settings, ct_side, ct_stat, ct_state,
 };
 pub use crate::skel::tc_scrub::types::{scrub_flags, scrub_settings, scrub_stat};
-pub use crate::skel::xdp_lb::types::{
-    lb_backend, lb_limits, lb_reverse_key, lb_service, lb_service_key, lb_service_stats, lb_stat,
-};
 pub use crate::skel::tc_threatintel::types::{
     ti_action, ti_bloom_fill_ctl, ti_bloom_key, ti_bloom_kind, ti_ioc, ti_limits, ti_lpm_v4_key,
     ti_lpm_v6_key, ti_settings, ti_settings_flags, ti_stat, ti_v4_key, ti_v6_key,
+};
+pub use crate::skel::xdp_lb::types::{
+    lb_backend, lb_limits, lb_reverse_key, lb_service, lb_service_key, lb_service_stats, lb_stat,
 };
 pub use crate::skel::xdp_ratelimit::types::{
     rl_action, rl_amp_key, rl_amp_port, rl_bucket, rl_guard_key, rl_guards, rl_key, rl_key_mode,

@@ -565,6 +565,17 @@ impl Daemon {
     /// stage's slot.
     fn apply_lb(&mut self) -> Result<()> {
         self.lb_maps.sync(&self.lb.views())?;
+        let mirror = match &self.cfg.mirror {
+            Some(m) => Some(loader::ifindex(&m.to).context("the mirror port")? as u32),
+            None => None,
+        };
+        let egress = self
+            .cfg
+            .interfaces
+            .iter()
+            .map(|i| loader::ifindex(i).map(|x| x as u32))
+            .collect::<Result<Vec<_>>>()?;
+        self.lb_maps.set_mirror(mirror, &egress)?;
         *self
             .health_targets
             .lock()
@@ -670,6 +681,7 @@ impl Daemon {
         };
         let old_interfaces = std::mem::replace(&mut self.cfg.interfaces, cfg.interfaces.clone());
         self.lb.replace(cfg.loadbalancer.clone());
+        self.cfg.mirror = cfg.mirror.clone();
         self.apply_lb()?;
         // States matched by the new ruleset are tracked before it is active; a ruleset that
         // stops matching them is active before tracking goes.

@@ -4,7 +4,9 @@
 //! client can reuse its source ports and replay the same flows). 300 connections to the VIP
 //! all complete and spread by weight; after `lb del` of one backend the same flows reach the
 //! same backends except the removed one's; a backend whose server stops is marked down by the
-//! health check and gets no new connection; `lb drain` takes one out of the table.
+//! health check and gets no new connection; `lb drain` takes one out of the table. A
+//! monitor namespace behind `mirror: { to: eslbR9 }` captures copies of the forwarded
+//! packets (both directions) while the connections above complete.
 
 mod common;
 
@@ -46,9 +48,65 @@ fn serve(l: TcpListener, name: &'static str, stop: Arc<AtomicBool>) -> std::thre
     })
 }
 
+/// Counts TCP frames to or from port 80 or 8080 seen on `ifname` of `ns` until `stop`.
+fn capture(ns: &Netns, ifname: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    let ifname = std::ffi::CString::new(ifname).unwrap();
+    let fd = ns.run(|| {
+        // SAFETY: plain socket calls with valid arguments; the fd is owned below.
+        unsafe {
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            let fd = libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK,
+                i32::from(proto),
+            );
+            assert!(fd >= 0, "AF_PACKET socket");
+            let mut sll: libc::sockaddr_ll = std::mem::zeroed();
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = libc::if_nametoindex(ifname.as_ptr()) as i32;
+            assert!(sll.sll_ifindex > 0, "no capture interface");
+            let rc = libc::bind(
+                fd,
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            assert_eq!(rc, 0, "bind AF_PACKET");
+            fd
+        }
+    });
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            // SAFETY: reading into a buffer of the given size from our own socket.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 54 {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let f = &buf[..n as usize];
+            if f[12..14] == [0x08, 0x00] && f[23] == 6 {
+                let l4 = 14 + usize::from(f[14] & 0x0f) * 4;
+                let ports = [
+                    u16::from_be_bytes([f[l4], f[l4 + 1]]),
+                    u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]),
+                ];
+                if ports.iter().any(|p| *p == 80 || *p == 8080) {
+                    seen += 1;
+                }
+            }
+        }
+        // SAFETY: closing the socket this thread owns.
+        unsafe { libc::close(fd) };
+        seen
+    })
+}
+
 /// One connection to the VIP from `client:port`; the name of the backend that answered.
 fn exchange(client: IpAddr, port: u16) -> Result<String, String> {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(|e| e.to_string())?;
+    let s =
+        Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(|e| e.to_string())?;
     s.set_reuse_address(true).map_err(|e| e.to_string())?;
     s.bind(&SockAddr::from(SocketAddr::new(client, port)))
         .map_err(|e| format!("bind {port}: {e}"))?;
@@ -90,7 +148,11 @@ fn counts(r: &HashMap<u16, String>) -> HashMap<String, usize> {
 
 fn lb_list(pin_root: &str) -> Vec<serde_json::Value> {
     let out = cli(&["lb", "--pin-root", pin_root, "list", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("lb list --json")
 }
 
@@ -124,14 +186,39 @@ fn load_balancing_lab() {
         let ns = Netns::new(&format!("lb-{name}"));
         let (r_if, b_if) = (format!("eslbR{n}"), format!("eslbB{n}"));
         veth(&router, &r_if, &ns, &b_if);
-        router.exec(&["ip", "addr", "add", &format!("10.200.{n}.1/24"), "dev", &r_if]);
-        ns.exec(&["ip", "addr", "add", &format!("10.200.{n}.2/24"), "dev", &b_if]);
-        ns.exec(&["ip", "route", "add", "default", "via", &format!("10.200.{n}.1")]);
+        router.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.200.{n}.1/24"),
+            "dev",
+            &r_if,
+        ]);
+        ns.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("10.200.{n}.2/24"),
+            "dev",
+            &b_if,
+        ]);
+        ns.exec(&[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("10.200.{n}.1"),
+        ]);
         let l = ns.run(|| TcpListener::bind(sa(&format!("10.200.{n}.2:8080"))).unwrap());
         servers.push(serve(l, name, stops[i].clone()));
         backends.push(ns);
     }
     router.exec(&["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"]);
+    let monitor = Netns::new("lb-monitor");
+    veth(&router, "eslbR9", &monitor, "eslbM0");
+    let capture_stop = Arc::new(AtomicBool::new(false));
+    let captured = capture(&monitor, "eslbM0", capture_stop.clone());
 
     let scratch = Scratch::new("lb-lab");
     let config = scratch.dir.join("config.yaml");
@@ -141,6 +228,7 @@ fn load_balancing_lab() {
 interfaces: [eslbR0, eslbR1, eslbR2, eslbR3]
 xdp_mode: generic
 metrics: { listen: off }
+mirror: { to: eslbR9 }
 loadbalancer:
   services:
     - id: web
@@ -183,10 +271,29 @@ loadbalancer:
     eprintln!("lb_stats: {stats:?}");
     assert!(stat(ebpfsentinel::abi::lb_stat::LB_STAT_FORWARDED) >= u64::from(FLOWS) * 3);
     assert!(stat(ebpfsentinel::abi::lb_stat::LB_STAT_REPLY) >= u64::from(FLOWS) * 3);
+    let mirrored = stat(ebpfsentinel::abi::lb_stat::LB_STAT_MIRRORED);
+    assert_eq!(
+        mirrored,
+        stat(ebpfsentinel::abi::lb_stat::LB_STAT_FORWARDED)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    capture_stop.store(true, Ordering::Relaxed);
+    let seen = captured.join().unwrap();
+    eprintln!("mirror port captured {seen} frames, the kernel mirrored {mirrored}");
+    // each connection's forwarded frames both ways (at least SYN, ACK, data, FIN out and
+    // SYN-ACK, data, FIN back), copied while the connection itself completed
+    assert!(
+        seen >= u64::from(FLOWS) * 6 && seen <= mirrored,
+        "captured {seen} of {mirrored} mirrored frames"
+    );
 
     // removing b2: the same flows again; only b2's move
     let out = cli(&["lb", "--pin-root", &pin, "del", "web", "10.200.2.2:8080"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let second = round(&client, 20000..20000 + FLOWS);
     let mut moved = 0;
     for (port, before) in &first {
@@ -217,7 +324,15 @@ loadbalancer:
     let failed = client.run(|| exchange("10.201.0.2".parse().unwrap(), 22000));
     assert!(failed.is_err(), "no backend is up: {failed:?}");
     assert!(lb_list(&pin)[0]["no_backend"].as_u64().unwrap() >= 1);
-    let out = cli(&["lb", "--pin-root", &pin, "drain", "web", "10.200.3.2:8080", "--undo"]);
+    let out = cli(&[
+        "lb",
+        "--pin-root",
+        &pin,
+        "drain",
+        "web",
+        "10.200.3.2:8080",
+        "--undo",
+    ]);
     assert!(out.status.success());
     assert_eq!(round(&client, 22001..22011).len(), 10);
 

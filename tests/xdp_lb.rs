@@ -59,9 +59,7 @@ fn lab(tag: &str) -> Netns {
     let ns = Netns::new(tag);
     let n = ns.name.as_str();
     for (a, b) in [("eslbA", "eslbB"), ("eslbC", "eslbD")] {
-        common::netns::ip(&[
-            "-n", n, "link", "add", a, "type", "veth", "peer", "name", b,
-        ]);
+        common::netns::ip(&["-n", n, "link", "add", a, "type", "veth", "peer", "name", b]);
     }
     ns.exec(&["ip", "link", "set", "eslbA", "address", "02:00:00:00:01:01"]);
     ns.exec(&["ip", "link", "set", "eslbC", "address", "02:00:00:00:00:fe"]);
@@ -70,7 +68,10 @@ fn lab(tag: &str) -> Netns {
     }
     ns.exec(&["ip", "addr", "add", "10.200.1.1/24", "dev", "eslbA"]);
     ns.exec(&["ip", "addr", "add", "192.0.2.254/24", "dev", "eslbC"]);
-    for (addr, dev) in [("2001:db8:200::1/64", "eslbA"), ("2001:db8:c::fe/64", "eslbC")] {
+    for (addr, dev) in [
+        ("2001:db8:200::1/64", "eslbA"),
+        ("2001:db8:c::fe/64", "eslbC"),
+    ] {
         ns.exec(&["ip", "-6", "addr", "add", addr, "dev", dev, "nodad"]);
     }
     for (addr, mac, dev) in [
@@ -263,7 +264,11 @@ fn one_flow_one_backend_and_flows_spread() {
         let frame = tcp(sa("192.0.2.10:40000"), sa("198.18.100.1:80"));
         let first = received(&lb.run(&frame).1).1;
         for _ in 0..20 {
-            assert_eq!(received(&lb.run(&frame).1).1, first, "same flow, same backend");
+            assert_eq!(
+                received(&lb.run(&frame).1).1,
+                first,
+                "same flow, same backend"
+            );
         }
         let mut counts = std::collections::HashMap::new();
         for port in 0..400u16 {

@@ -14,6 +14,8 @@ enum lb_limits {
 	LB_RING_STRIDE = 65537,
 	/* a ring slot that names no backend: every backend of the service is down or drained */
 	LB_NO_BACKEND = 0xffffffff,
+	/* egress interfaces whose forwarded packets can be mirrored (one DEVMAP each) */
+	LB_MIRROR_EGRESS = 8,
 };
 
 /* (VIP, port, protocol) of a service; IPv4 in the first 4 bytes of vip */
@@ -74,6 +76,8 @@ enum lb_stat {
 	LB_STAT_REPLY_LOCAL,
 	/* fragments and malformed packets to a VIP: passed untouched */
 	LB_STAT_UNSUPPORTED,
+	/* forwarded packets also copied to the mirror port */
+	LB_STAT_MIRRORED,
 	LB_STAT_COUNT,
 };
 

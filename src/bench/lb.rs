@@ -144,8 +144,9 @@ pub fn run(repeat: u32, json: Option<&Path>) -> Result<()> {
         bench_addrs: Some(CLIENTS),
         ..LoadOptions::default()
     })?;
-    dp.firewall_maps()?
-        .apply(&crate::ruleset::compile(&crate::config::FirewallConfig::default())?)?;
+    dp.firewall_maps()?.apply(&crate::ruleset::compile(
+        &crate::config::FirewallConfig::default(),
+    )?)?;
     let clients: Vec<Ipv4Addr> = (0..CLIENTS)
         .map(|i| Ipv4Addr::from(0x0a01_0000 + i))
         .collect();

@@ -90,6 +90,8 @@ pub struct Config {
     pub scrub: Option<ScrubConfig>,
     /// `loadbalancer`: xdp_lb's services; none keeps the stage off
     pub loadbalancer: LbConfig,
+    /// `mirror`: copies of what xdp_lb forwards go to this interface too
+    pub mirror: Option<MirrorConfig>,
 }
 
 pub const MAX_FEEDS: usize = 256;
@@ -596,4 +598,10 @@ pub struct HealthCheck {
 /// Whether `n` is a prime: Maglev's permutations visit every slot only for a prime size.
 pub fn is_prime(n: u32) -> bool {
     n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+}
+
+/// `mirror: { to: IFACE }`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorConfig {
+    pub to: String,
 }

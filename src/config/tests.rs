@@ -1840,19 +1840,28 @@ fn loadbalancer_errors_are_located() {
         "loadbalancer: { table_size: »1000 }\n",
         "a prime in 7..=65537",
     );
-    assert_error("loadbalancer:\n  »vips: []\n", "unknown key `vips` in loadbalancer");
+    assert_error(
+        "loadbalancer:\n  »vips: []\n",
+        "unknown key `vips` in loadbalancer",
+    );
     let svc = |body: &str| format!("loadbalancer:\n  services:\n    - {body}\n");
     let ok_backends = "backends: [ { addr: 10.0.0.2, port: 80 } ]";
     assert_error(
-        &svc(&format!("{{ id: a, vip: »10.0.0.300, port: 80, {ok_backends} }}")),
+        &svc(&format!(
+            "{{ id: a, vip: »10.0.0.300, port: 80, {ok_backends} }}"
+        )),
         "an IPv4 or IPv6 address",
     );
     assert_error(
-        &svc(&format!("{{ id: a, vip: 10.0.0.1, port: »0, {ok_backends} }}")),
+        &svc(&format!(
+            "{{ id: a, vip: 10.0.0.1, port: »0, {ok_backends} }}"
+        )),
         "a port in 1..=65535",
     );
     assert_error(
-        &svc(&format!("{{ id: a, vip: 10.0.0.1, port: 80, proto: »icmp, {ok_backends} }}")),
+        &svc(&format!(
+            "{{ id: a, vip: 10.0.0.1, port: 80, proto: »icmp, {ok_backends} }}"
+        )),
         "one of tcp | udp",
     );
     assert_error(

@@ -41,6 +41,7 @@ const TOP_KEYS: &[&str] = &[
     "ips",
     "scrub",
     "loadbalancer",
+    "mirror",
 ];
 const CONNTRACK_KEYS: &[&str] = &[
     "enabled",
@@ -530,6 +531,7 @@ impl Checker<'_> {
                 .section("loadbalancer")
                 .map(|n| self.loadbalancer(n))
                 .unwrap_or_default(),
+            mirror: fields.section("mirror").and_then(|n| self.mirror(n)),
         };
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);

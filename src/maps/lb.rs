@@ -11,21 +11,33 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle, Object};
 
 use super::{open_pinned, percpu_sum_u64};
 use crate::abi::{
-    bytes_of, lb_backend, lb_limits, lb_reverse_key, lb_service, lb_service_key,
-    lb_service_stats, lb_stat, read,
+    bytes_of, lb_backend, lb_limits, lb_reverse_key, lb_service, lb_service_key, lb_service_stats,
+    lb_stat, read,
 };
 use crate::lb::maglev;
 use crate::lb::ServiceView;
 
 /// Every map xdp_lb owns, by the name it is pinned under.
-pub const LB_MAP_NAMES: [&str; 6] = [
+pub const LB_MAP_NAMES: [&str; 15] = [
     "lb_services",
     "lb_backends",
     "lb_ring",
     "lb_reverse",
     "lb_stats",
     "lb_service_stats",
+    "lb_mirror_slots",
+    "lb_mirror_0",
+    "lb_mirror_1",
+    "lb_mirror_2",
+    "lb_mirror_3",
+    "lb_mirror_4",
+    "lb_mirror_5",
+    "lb_mirror_6",
+    "lb_mirror_7",
 ];
+
+/// Egress interfaces whose forwarded packets can be mirrored.
+pub const MIRROR_EGRESS: usize = lb_limits::LB_MIRROR_EGRESS.0 as usize;
 
 pub const LB_STAT_COUNT: usize = lb_stat::LB_STAT_COUNT.0 as usize;
 const STRIDE: u32 = lb_limits::LB_RING_STRIDE.0;
@@ -42,6 +54,7 @@ pub const LB_STATS: [(lb_stat, &str); LB_STAT_COUNT] = [
     (lb_stat::LB_STAT_REPLY, "reply"),
     (lb_stat::LB_STAT_REPLY_LOCAL, "reply_local"),
     (lb_stat::LB_STAT_UNSUPPORTED, "unsupported"),
+    (lb_stat::LB_STAT_MIRRORED, "mirrored"),
 ];
 
 fn family_and_bytes(ip: IpAddr) -> (u8, [u8; 16]) {
@@ -101,6 +114,8 @@ pub struct LbMaps {
     reverse: MapHandle,
     stats: MapHandle,
     service_stats: MapHandle,
+    mirror_slots: MapHandle,
+    mirrors: Vec<MapHandle>,
     installed: BTreeMap<String, Installed>,
     /// false until the first sync, which also removes what an earlier daemon left
     synced: bool,
@@ -115,6 +130,10 @@ impl LbMaps {
             reverse: get("lb_reverse")?,
             stats: get("lb_stats")?,
             service_stats: get("lb_service_stats")?,
+            mirror_slots: get("lb_mirror_slots")?,
+            mirrors: (0..MIRROR_EGRESS)
+                .map(|i| get(&format!("lb_mirror_{i}")))
+                .collect::<Result<_>>()?,
             installed: BTreeMap::new(),
             synced: false,
         })
@@ -173,7 +192,9 @@ impl LbMaps {
             let inst = self.installed.remove(&id).expect("listed");
             let _ = self.services.delete(bytes_of(&inst.key));
             for (addr, slot) in &inst.slots {
-                let _ = self.reverse.delete(bytes_of(&reverse_key(*addr, inst.proto)));
+                let _ = self
+                    .reverse
+                    .delete(bytes_of(&reverse_key(*addr, inst.proto)));
                 let _ = self
                     .backends
                     .delete(&(inst.index * PER_SERVICE + slot).to_ne_bytes());
@@ -199,7 +220,11 @@ impl LbMaps {
             .context("no free service slot")
     }
 
-    fn sync_service(&mut self, view: &ServiceView, adopted: &HashMap<Vec<u8>, u32>) -> Result<usize> {
+    fn sync_service(
+        &mut self,
+        view: &ServiceView,
+        adopted: &HashMap<Vec<u8>, u32>,
+    ) -> Result<usize> {
         let key = service_key(view.vip, view.port, view.proto);
         let mut inst = match self.installed.remove(&view.id) {
             Some(inst) => inst,
@@ -305,13 +330,7 @@ impl LbMaps {
         }
         if written > 0 {
             self.ring
-                .update_batch(
-                    &keys,
-                    &values,
-                    written as u32,
-                    MapFlags::ANY,
-                    MapFlags::ANY,
-                )
+                .update_batch(&keys, &values, written as u32, MapFlags::ANY, MapFlags::ANY)
                 .context("writing lb_ring")?;
         }
         inst.ring = table;
@@ -323,7 +342,9 @@ impl LbMaps {
             .update(bytes_of(&inst.key), bytes_of(&svc), MapFlags::ANY)
             .context("writing lb_services")?;
         for (addr, slot) in removed {
-            let _ = self.reverse.delete(bytes_of(&reverse_key(addr, view.proto)));
+            let _ = self
+                .reverse
+                .delete(bytes_of(&reverse_key(addr, view.proto)));
             let _ = self
                 .backends
                 .delete(&(inst.index * PER_SERVICE + slot).to_ne_bytes());
@@ -367,6 +388,38 @@ impl LbMaps {
             if !backends.contains(&id) {
                 let _ = self.backends.delete(&k);
             }
+        }
+        Ok(())
+    }
+
+    /// Copies what xdp_lb forwards out of each of `egress` to the `mirror` interface as well
+    /// (None: no mirroring). Interfaces are ifindexes of this namespace.
+    pub fn set_mirror(&self, mirror: Option<u32>, egress: &[u32]) -> Result<()> {
+        if egress.len() > MIRROR_EGRESS {
+            anyhow::bail!(
+                "mirroring covers at most {MIRROR_EGRESS} interfaces, the config names {}",
+                egress.len()
+            );
+        }
+        for k in self.mirror_slots.keys().collect::<Vec<_>>() {
+            let _ = self.mirror_slots.delete(&k);
+        }
+        let Some(mirror) = mirror else {
+            return Ok(());
+        };
+        for (slot, &ifindex) in egress.iter().enumerate() {
+            let map = &self.mirrors[slot];
+            for (k, v) in [(0u32, ifindex), (1u32, mirror)] {
+                map.update(&k.to_ne_bytes(), &v.to_ne_bytes(), MapFlags::ANY)
+                    .with_context(|| format!("writing lb_mirror_{slot}"))?;
+            }
+            self.mirror_slots
+                .update(
+                    &ifindex.to_ne_bytes(),
+                    &(slot as u32).to_ne_bytes(),
+                    MapFlags::ANY,
+                )
+                .context("writing lb_mirror_slots")?;
         }
         Ok(())
     }

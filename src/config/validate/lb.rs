@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::super::yaml::{Node, Pos, Scalar, Value};
 use super::super::{
-    is_prime, HealthCheck, LbBackend, LbConfig, LbService, Proto, MAX_HEALTH_THRESHOLD,
-    MAX_LB_BACKENDS, MAX_LB_SERVICES, MAX_LB_TABLE_SIZE, MAX_LB_WEIGHT,
+    is_prime, HealthCheck, LbBackend, LbConfig, LbService, MirrorConfig, Proto,
+    MAX_HEALTH_THRESHOLD, MAX_LB_BACKENDS, MAX_LB_SERVICES, MAX_LB_TABLE_SIZE, MAX_LB_WEIGHT,
 };
 use super::Checker;
 
@@ -15,6 +15,7 @@ const LB_KEYS: &[&str] = &["table_size", "services"];
 const SERVICE_KEYS: &[&str] = &["id", "vip", "port", "proto", "backends", "health"];
 const BACKEND_KEYS: &[&str] = &["addr", "port", "weight"];
 const HEALTH_KEYS: &[&str] = &["tcp_connect", "interval", "timeout", "rise", "fall"];
+const MIRROR_KEYS: &[&str] = &["to"];
 const LB_PROTOS: &[(&str, Proto)] = &[("tcp", Proto::Tcp), ("udp", Proto::Udp)];
 const MIN_TABLE_SIZE: u32 = 7;
 const MAX_HEALTH_INTERVAL: Duration = Duration::from_secs(3600);
@@ -264,6 +265,22 @@ impl Checker<'_> {
             check.timeout = check.interval;
         }
         Some(check)
+    }
+
+    pub(super) fn mirror(&mut self, node: &Node) -> Option<MirrorConfig> {
+        let fields = self.fields(node, "mirror", MIRROR_KEYS)?;
+        let to = self.required(fields, "to", node)?;
+        let name = self.string(to)?;
+        if name.is_empty() || name.len() > 15 || name.contains('/') {
+            self.error(
+                to.pos,
+                format!("interface name `{name}` must be 1 to 15 bytes without `/`"),
+            );
+            return None;
+        }
+        Some(MirrorConfig {
+            to: name.to_owned(),
+        })
     }
 
     fn ip_addr(&mut self, node: &Node) -> Option<IpAddr> {
