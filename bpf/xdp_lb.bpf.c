@@ -94,6 +94,41 @@ LB_MIRROR_MAP(5);
 LB_MIRROR_MAP(6);
 LB_MIRROR_MAP(7);
 
+/*
+ * CPU steering: packets this stage leaves to the stack go to a CPU of the steering set
+ * chosen by flow hash, so one flow always lands on one CPU (no reordering).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_CPUMAP);
+	__uint(max_entries, LB_MAX_CPUS);
+	__type(key, __u32);
+	__type(value, struct bpf_cpumap_val);
+} lb_cpus SEC(".maps");
+
+/* index in the steering set -> CPU id */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_CPUS);
+	__type(key, __u32);
+	__type(value, __u32);
+} lb_cpu_set SEC(".maps");
+
+/* [0]: CPUs in the steering set; 0 leaves packets on the CPU that received them */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} lb_cpu_count SEC(".maps");
+
+/* packets that reached the stack through the steering, on the CPU they landed on */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lb_cpu_landed SEC(".maps");
+
 enum lb_limits _lb_limits_btf;
 enum lb_stat _lb_stat_btf;
 
@@ -115,9 +150,10 @@ static __always_inline __u32 lb_mix(__u32 h, __u32 v)
 	return h * 5 + 0xe6546b64;
 }
 
-/* murmur3 over the client's address, both ports and the protocol */
+/* murmur3 over the client's address, both ports (unless a fragment's) and the protocol */
 static __always_inline __u32 lb_flow_hash(const struct pkt *p)
 {
+	__u32 ports = (p->flags & PKT_F_FRAGMENT) ? 0 : (__u32)p->sport << 16 | p->dport;
 	const __u32 *s = (const __u32 *)p->saddr;
 	__u32 h = p->proto;
 
@@ -127,7 +163,7 @@ static __always_inline __u32 lb_flow_hash(const struct pkt *p)
 		h = lb_mix(h, s[2]);
 		h = lb_mix(h, s[3]);
 	}
-	h = lb_mix(h, (__u32)p->sport << 16 | p->dport);
+	h = lb_mix(h, ports);
 	h ^= h >> 16;
 	h *= 0x85ebca6b;
 	h ^= h >> 13;
@@ -262,6 +298,23 @@ static __always_inline void lb_fib_params(struct xdp_md *ctx, const struct pkt *
 	}
 }
 
+/* A packet for the stack: to a CPU of the steering set when there is one. */
+static __always_inline int lb_pass(const struct pkt *p)
+{
+	__u32 zero = 0, idx, *n, *cpu;
+
+	n = bpf_map_lookup_elem(&lb_cpu_count, &zero);
+	if (!n || *n == 0 || p->parse_result != PARSE_OK)
+		return XDP_PASS;
+	idx = lb_flow_hash(p) % *n;
+	cpu = bpf_map_lookup_elem(&lb_cpu_set, &idx);
+	if (!cpu)
+		return XDP_PASS;
+	lb_count(LB_STAT_STEERED);
+	/* the low bits of the flags: what happens when the CPU has no queue */
+	return bpf_redirect_map(&lb_cpus, *cpu, XDP_PASS);
+}
+
 #define LB_MIRROR_CASE(n)                   \
 	case n:                             \
 		lb_count(LB_STAT_MIRRORED); \
@@ -308,7 +361,7 @@ static __always_inline int lb_send(struct xdp_md *ctx, const struct pkt *p,
 
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS || (p->flags & PKT_F_VLAN)) {
 		lb_count(LB_STAT_FORWARDED_STACK);
-		return XDP_PASS;
+		return lb_pass(p);
 	}
 	VERIFIER_MASK(l3_off, 0x3f);
 	if ((void *)(eth + 1) > data_end)
@@ -392,7 +445,7 @@ static __always_inline int lb_reply(struct xdp_md *ctx, const struct pkt *p,
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
 		lb_count(LB_STAT_REPLY_LOCAL);
-		return XDP_PASS;
+		return lb_pass(p);
 	}
 	if (!lb_rewrite(ctx, p, false, vip->vip, vip->port)) {
 		lb_count(LB_STAT_UNSUPPORTED);
@@ -453,5 +506,18 @@ int xdp_lb(struct xdp_md *ctx)
 	verdict = lb_decide(ctx, p);
 	if (verdict >= 0)
 		return verdict;
-	return xdp_chain_next(ctx, XDP_STAGE_LB);
+	verdict = xdp_chain_next(ctx, XDP_STAGE_LB);
+	return verdict == XDP_PASS ? lb_pass(p) : verdict;
+}
+
+/* Runs on the CPU a steered packet landed on, before the stack gets it. */
+SEC("xdp/cpumap")
+int xdp_lb_cpu(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	__u64 *v = bpf_map_lookup_elem(&lb_cpu_landed, &zero);
+
+	if (v)
+		*v += 1;
+	return XDP_PASS;
 }

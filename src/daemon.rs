@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -576,12 +577,27 @@ impl Daemon {
             .map(|i| loader::ifindex(i).map(|x| x as u32))
             .collect::<Result<Vec<_>>>()?;
         self.lb_maps.set_mirror(mirror, &egress)?;
+        let (cpus, queue_size) = match &self.cfg.cpumap {
+            Some(c) => {
+                let cpus = match &c.cpus {
+                    Some(cpus) => cpus.clone(),
+                    None => match self.cfg.interfaces.first() {
+                        Some(i) => lb::numa_local_cpus(i)?,
+                        None => Vec::new(),
+                    },
+                };
+                (cpus, c.queue_size)
+            }
+            None => (Vec::new(), 0),
+        };
+        self.lb_maps
+            .set_cpus(&cpus, queue_size, self.dp.lb.progs.xdp_lb_cpu.as_fd())?;
         *self
             .health_targets
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = lb::health::targets(&self.lb.config);
-        self.dp
-            .set_stage(xdp_stage::XDP_STAGE_LB, !self.lb.config.services.is_empty())
+        let wanted = !self.lb.config.services.is_empty() || !cpus.is_empty();
+        self.dp.set_stage(xdp_stage::XDP_STAGE_LB, wanted)
     }
 
     fn lb_health(&mut self, (service, addr, up): lb::health::Verdict) {
@@ -682,6 +698,7 @@ impl Daemon {
         let old_interfaces = std::mem::replace(&mut self.cfg.interfaces, cfg.interfaces.clone());
         self.lb.replace(cfg.loadbalancer.clone());
         self.cfg.mirror = cfg.mirror.clone();
+        self.cfg.cpumap = cfg.cpumap.clone();
         self.apply_lb()?;
         // States matched by the new ruleset are tracked before it is active; a ruleset that
         // stops matching them is active before tracking goes.

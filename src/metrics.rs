@@ -678,7 +678,7 @@ pub fn fill_levels(rs: &CompiledRuleset) -> Vec<MapFill> {
 fn describe() {
     describe_counter!(
         LB_PACKETS,
-        "Packets xdp_lb handled, by result: miss (no service, no backend reply), forwarded (rewritten and sent from XDP after the FIB lookup, both directions), forwarded_stack (rewritten, left to the stack: no neighbour yet), no_backend (dropped: no backend of the service up), reply (a backend's reply given the VIP back), reply_local (a backend's answer to this host, left alone), unsupported (fragments to a VIP), mirrored (forwarded packets also copied to the mirror port) (kernel lb_stats, summed over CPUs)."
+        "Packets xdp_lb handled, by result: miss (no service, no backend reply), forwarded (rewritten and sent from XDP after the FIB lookup, both directions), forwarded_stack (rewritten, left to the stack: no neighbour yet), no_backend (dropped: no backend of the service up), reply (a backend's reply given the VIP back), reply_local (a backend's answer to this host, left alone), unsupported (fragments to a VIP), mirrored (forwarded packets also copied to the mirror port), steered (packets for the stack sent to a CPU of cpumap.cpus) (kernel lb_stats, summed over CPUs)."
     );
     describe_counter!(
         LB_SERVICE_PACKETS,
@@ -1529,7 +1529,7 @@ mod tests {
         assert!(!exporter.render().contains("_lb_"));
         let snap = Snapshot {
             lb: Some(Lb {
-                stats: [100, 1, 2, 3, 4, 5, 6, 7, 8],
+                stats: [100, 1, 2, 3, 4, 5, 6, 7, 8, 9],
                 services: vec![LbServiceMetrics {
                     id: "web".into(),
                     counters: crate::maps::lb::ServiceCounters {
@@ -1556,6 +1556,7 @@ mod tests {
                 "ebpfsentinel_lb_packets_total{result=\"reply_local\"} 6",
                 "ebpfsentinel_lb_packets_total{result=\"unsupported\"} 7",
                 "ebpfsentinel_lb_packets_total{result=\"mirrored\"} 8",
+                "ebpfsentinel_lb_packets_total{result=\"steered\"} 9",
             ])
         );
         assert_eq!(

@@ -6,7 +6,9 @@
 //! same backends except the removed one's; a backend whose server stops is marked down by the
 //! health check and gets no new connection; `lb drain` takes one out of the table. A
 //! monitor namespace behind `mirror: { to: eslbR9 }` captures copies of the forwarded
-//! packets (both directions) while the connections above complete.
+//! packets (both directions) while the connections above complete. `cpumap: { cpus: [1] }`
+//! steers what the router's stack gets (health-check answers, first packets before the
+//! neighbour is known) to CPU 1: the per-CPU landing counter moves there only.
 
 mod common;
 
@@ -229,6 +231,7 @@ interfaces: [eslbR0, eslbR1, eslbR2, eslbR3]
 xdp_mode: generic
 metrics: { listen: off }
 mirror: { to: eslbR9 }
+cpumap: { cpus: [1], queue_size: 2048 }
 loadbalancer:
   services:
     - id: web
@@ -285,6 +288,19 @@ loadbalancer:
     assert!(
         seen >= u64::from(FLOWS) * 6 && seen <= mirrored,
         "captured {seen} of {mirrored} mirrored frames"
+    );
+
+    let maps = ebpfsentinel::maps::lb::LbMaps::from_pins(&pin_root).unwrap();
+    let landed = maps.cpu_landed().unwrap();
+    eprintln!("steered packets landed per CPU: {landed:?}");
+    assert!(stat(ebpfsentinel::abi::lb_stat::LB_STAT_STEERED) > 0);
+    assert!(landed[1] > 0, "nothing landed on CPU 1: {landed:?}");
+    assert!(
+        landed
+            .iter()
+            .enumerate()
+            .all(|(cpu, n)| cpu == 1 || *n == 0),
+        "steered packets landed off the configured CPU: {landed:?}"
     );
 
     // removing b2: the same flows again; only b2's move

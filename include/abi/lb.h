@@ -16,6 +16,10 @@ enum lb_limits {
 	LB_NO_BACKEND = 0xffffffff,
 	/* egress interfaces whose forwarded packets can be mirrored (one DEVMAP each) */
 	LB_MIRROR_EGRESS = 8,
+	/* CPUs packets may be steered to (CPU ids below this) */
+	LB_MAX_CPUS = 64,
+	/* most packets a CPU's cpumap queue holds */
+	LB_MAX_CPU_QUEUE = 16384,
 };
 
 /* (VIP, port, protocol) of a service; IPv4 in the first 4 bytes of vip */
@@ -78,6 +82,8 @@ enum lb_stat {
 	LB_STAT_UNSUPPORTED,
 	/* forwarded packets also copied to the mirror port */
 	LB_STAT_MIRRORED,
+	/* packets for the stack redirected to a CPU of the steering set */
+	LB_STAT_STEERED,
 	LB_STAT_COUNT,
 };
 

@@ -92,6 +92,8 @@ pub struct Config {
     pub loadbalancer: LbConfig,
     /// `mirror`: copies of what xdp_lb forwards go to this interface too
     pub mirror: Option<MirrorConfig>,
+    /// `cpumap`: CPUs the packets for the stack are steered to
+    pub cpumap: Option<CpumapConfig>,
 }
 
 pub const MAX_FEEDS: usize = 256;
@@ -604,4 +606,15 @@ pub fn is_prime(n: u32) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorConfig {
     pub to: String,
+}
+
+pub const MAX_CPUMAP_CPUS: u32 = crate::abi::lb_limits::LB_MAX_CPUS.0;
+pub const MAX_CPUMAP_QUEUE: u32 = crate::abi::lb_limits::LB_MAX_CPU_QUEUE.0;
+
+/// `cpumap: { cpus: [..], queue_size: N }`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpumapConfig {
+    /// None: the CPUs of the first interface's NUMA node (all online CPUs without one)
+    pub cpus: Option<Vec<u32>>,
+    pub queue_size: u32,
 }

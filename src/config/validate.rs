@@ -42,6 +42,7 @@ const TOP_KEYS: &[&str] = &[
     "scrub",
     "loadbalancer",
     "mirror",
+    "cpumap",
 ];
 const CONNTRACK_KEYS: &[&str] = &[
     "enabled",
@@ -532,6 +533,7 @@ impl Checker<'_> {
                 .map(|n| self.loadbalancer(n))
                 .unwrap_or_default(),
             mirror: fields.section("mirror").and_then(|n| self.mirror(n)),
+            cpumap: fields.section("cpumap").and_then(|n| self.cpumap(n)),
         };
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);

@@ -223,3 +223,48 @@ impl LbState {
         serde_json::Value::Array(services)
     }
 }
+
+/// A sysfs CPU list ("0-3,8,10-11").
+pub fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => out.extend(a.parse::<u32>().ok()?..=b.parse::<u32>().ok()?),
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    Some(out)
+}
+
+/// The CPUs of `ifname`'s NUMA node, or every online CPU when the device has no node (veth,
+/// single-node machines report -1).
+pub fn numa_local_cpus(ifname: &str) -> Result<Vec<u32>> {
+    let read = |path: String| std::fs::read_to_string(&path).map(|t| (path, t));
+    let node = read(format!("/sys/class/net/{ifname}/device/numa_node"))
+        .ok()
+        .and_then(|(_, t)| t.trim().parse::<i32>().ok())
+        .filter(|n| *n >= 0);
+    let (path, text) = match node {
+        Some(n) => read(format!("/sys/devices/system/node/node{n}/cpulist"))?,
+        None => read("/sys/devices/system/cpu/online".to_string())?,
+    };
+    match parse_cpu_list(&text) {
+        Some(cpus) if !cpus.is_empty() => Ok(cpus),
+        _ => bail!("{path}: cannot read a CPU list from {text:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11\n"),
+            Some(vec![0, 1, 2, 3, 8, 10, 11])
+        );
+        assert_eq!(parse_cpu_list("1"), Some(vec![1]));
+        assert_eq!(parse_cpu_list("x"), None);
+    }
+}

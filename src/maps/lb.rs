@@ -18,7 +18,7 @@ use crate::lb::maglev;
 use crate::lb::ServiceView;
 
 /// Every map xdp_lb owns, by the name it is pinned under.
-pub const LB_MAP_NAMES: [&str; 15] = [
+pub const LB_MAP_NAMES: [&str; 19] = [
     "lb_services",
     "lb_backends",
     "lb_ring",
@@ -34,6 +34,10 @@ pub const LB_MAP_NAMES: [&str; 15] = [
     "lb_mirror_5",
     "lb_mirror_6",
     "lb_mirror_7",
+    "lb_cpus",
+    "lb_cpu_set",
+    "lb_cpu_count",
+    "lb_cpu_landed",
 ];
 
 /// Egress interfaces whose forwarded packets can be mirrored.
@@ -55,6 +59,7 @@ pub const LB_STATS: [(lb_stat, &str); LB_STAT_COUNT] = [
     (lb_stat::LB_STAT_REPLY_LOCAL, "reply_local"),
     (lb_stat::LB_STAT_UNSUPPORTED, "unsupported"),
     (lb_stat::LB_STAT_MIRRORED, "mirrored"),
+    (lb_stat::LB_STAT_STEERED, "steered"),
 ];
 
 fn family_and_bytes(ip: IpAddr) -> (u8, [u8; 16]) {
@@ -116,6 +121,10 @@ pub struct LbMaps {
     service_stats: MapHandle,
     mirror_slots: MapHandle,
     mirrors: Vec<MapHandle>,
+    cpus: MapHandle,
+    cpu_set: MapHandle,
+    cpu_count: MapHandle,
+    cpu_landed: MapHandle,
     installed: BTreeMap<String, Installed>,
     /// false until the first sync, which also removes what an earlier daemon left
     synced: bool,
@@ -134,6 +143,10 @@ impl LbMaps {
             mirrors: (0..MIRROR_EGRESS)
                 .map(|i| get(&format!("lb_mirror_{i}")))
                 .collect::<Result<_>>()?,
+            cpus: get("lb_cpus")?,
+            cpu_set: get("lb_cpu_set")?,
+            cpu_count: get("lb_cpu_count")?,
+            cpu_landed: get("lb_cpu_landed")?,
             installed: BTreeMap::new(),
             synced: false,
         })
@@ -422,6 +435,59 @@ impl LbMaps {
                 .context("writing lb_mirror_slots")?;
         }
         Ok(())
+    }
+
+    /// Steers the packets xdp_lb leaves to the stack to `cpus` (by flow hash), each with a
+    /// queue of `queue_size` packets and `landed` (xdp_lb_cpu) counting on arrival; an empty
+    /// set leaves packets where they were received.
+    pub fn set_cpus(
+        &self,
+        cpus: &[u32],
+        queue_size: u32,
+        landed: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        // Off first: a packet in between stays on its CPU rather than meeting a half-built set.
+        self.cpu_count
+            .update(&0u32.to_ne_bytes(), &0u32.to_ne_bytes(), MapFlags::ANY)
+            .context("writing lb_cpu_count")?;
+        for cpu in 0..lb_limits::LB_MAX_CPUS.0 {
+            if !cpus.contains(&cpu) {
+                let _ = self.cpus.delete(&cpu.to_ne_bytes());
+            }
+        }
+        for (i, &cpu) in cpus.iter().enumerate() {
+            let mut val = queue_size.to_ne_bytes().to_vec();
+            val.extend_from_slice(&landed.as_raw_fd().to_ne_bytes());
+            self.cpus
+                .update(&cpu.to_ne_bytes(), &val, MapFlags::ANY)
+                .with_context(|| {
+                    format!("creating the cpumap queue of CPU {cpu} (is it online?)")
+                })?;
+            self.cpu_set
+                .update(&(i as u32).to_ne_bytes(), &cpu.to_ne_bytes(), MapFlags::ANY)
+                .context("writing lb_cpu_set")?;
+        }
+        self.cpu_count
+            .update(
+                &0u32.to_ne_bytes(),
+                &(cpus.len() as u32).to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .context("writing lb_cpu_count")
+    }
+
+    /// Steered packets that landed on each CPU (index: CPU id).
+    pub fn cpu_landed(&self) -> Result<Vec<u64>> {
+        let per_cpu = self
+            .cpu_landed
+            .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .context("reading lb_cpu_landed")?
+            .unwrap_or_default();
+        Ok(per_cpu
+            .iter()
+            .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or([0; 8])))
+            .collect())
     }
 
     /// The backend a ring slot of a service names (tests and `lb list` use it).

@@ -1,4 +1,4 @@
-//! The `loadbalancer` section.
+//! The `loadbalancer`, `mirror` and `cpumap` sections.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use super::super::yaml::{Node, Pos, Scalar, Value};
 use super::super::{
-    is_prime, HealthCheck, LbBackend, LbConfig, LbService, MirrorConfig, Proto,
-    MAX_HEALTH_THRESHOLD, MAX_LB_BACKENDS, MAX_LB_SERVICES, MAX_LB_TABLE_SIZE, MAX_LB_WEIGHT,
+    is_prime, CpumapConfig, HealthCheck, LbBackend, LbConfig, LbService, MirrorConfig, Proto,
+    MAX_CPUMAP_CPUS, MAX_CPUMAP_QUEUE, MAX_HEALTH_THRESHOLD, MAX_LB_BACKENDS, MAX_LB_SERVICES,
+    MAX_LB_TABLE_SIZE, MAX_LB_WEIGHT,
 };
 use super::Checker;
 
@@ -16,6 +17,7 @@ const SERVICE_KEYS: &[&str] = &["id", "vip", "port", "proto", "backends", "healt
 const BACKEND_KEYS: &[&str] = &["addr", "port", "weight"];
 const HEALTH_KEYS: &[&str] = &["tcp_connect", "interval", "timeout", "rise", "fall"];
 const MIRROR_KEYS: &[&str] = &["to"];
+const CPUMAP_KEYS: &[&str] = &["cpus", "queue_size"];
 const LB_PROTOS: &[(&str, Proto)] = &[("tcp", Proto::Tcp), ("udp", Proto::Udp)];
 const MIN_TABLE_SIZE: u32 = 7;
 const MAX_HEALTH_INTERVAL: Duration = Duration::from_secs(3600);
@@ -281,6 +283,50 @@ impl Checker<'_> {
         Some(MirrorConfig {
             to: name.to_owned(),
         })
+    }
+
+    pub(super) fn cpumap(&mut self, node: &Node) -> Option<CpumapConfig> {
+        let fields = self.fields(node, "cpumap", CPUMAP_KEYS)?;
+        let queue_size = match fields.get("queue_size") {
+            Some(n) => {
+                let expected = format!("a queue size in 1..={MAX_CPUMAP_QUEUE}");
+                self.typed(n, &expected, |scalar| match scalar {
+                    Scalar::Int(v) => u32::try_from(v)
+                        .ok()
+                        .filter(|v| (1..=MAX_CPUMAP_QUEUE).contains(v)),
+                    _ => None,
+                })?
+            }
+            None => 2048,
+        };
+        let cpus = match fields.get("cpus") {
+            None => None,
+            Some(list) => {
+                let Value::Seq(items) = &list.value else {
+                    self.mismatch(list, "a list of CPU numbers");
+                    return None;
+                };
+                if items.is_empty() {
+                    self.error(list.pos, "cpumap.cpus must name at least one CPU");
+                    return None;
+                }
+                let mut cpus = Vec::new();
+                for item in items {
+                    let expected = format!("a CPU number in 0..{MAX_CPUMAP_CPUS}");
+                    let cpu = self.typed(item, &expected, |scalar| match scalar {
+                        Scalar::Int(v) => u32::try_from(v).ok().filter(|v| *v < MAX_CPUMAP_CPUS),
+                        _ => None,
+                    })?;
+                    if cpus.contains(&cpu) {
+                        self.error(item.pos, format!("CPU {cpu} is listed twice"));
+                        return None;
+                    }
+                    cpus.push(cpu);
+                }
+                Some(cpus)
+            }
+        };
+        Some(CpumapConfig { cpus, queue_size })
     }
 
     fn ip_addr(&mut self, node: &Node) -> Option<IpAddr> {
