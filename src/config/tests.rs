@@ -1912,3 +1912,36 @@ fn loadbalancer_errors_are_located() {
         "duplicate service id",
     );
 }
+
+#[test]
+fn mirror_and_cpumap_sections() {
+    let config = parse_ok("mirror: { to: mon0 }\ncpumap: { cpus: [0, 1], queue_size: 4096 }\n");
+    assert_eq!(
+        config.mirror,
+        Some(MirrorConfig {
+            to: "mon0".into()
+        })
+    );
+    assert_eq!(
+        config.cpumap,
+        Some(CpumapConfig {
+            cpus: Some(vec![0, 1]),
+            queue_size: 4096
+        })
+    );
+    let config = parse_ok("cpumap: {}\n");
+    assert_eq!(
+        config.cpumap,
+        Some(CpumapConfig {
+            cpus: None,
+            queue_size: 2048
+        })
+    );
+    assert_eq!(parse_ok("").cpumap, None);
+    assert_error("mirror: { »match: {} }\n", "unknown key `match` in mirror");
+    assert_error("mirror: »{}\n", "missing required key `to`");
+    assert_error("cpumap: { cpus: [0, »64] }\n", "a CPU number in 0..64");
+    assert_error("cpumap: { cpus: [1, »1] }\n", "CPU 1 is listed twice");
+    assert_error("cpumap: { cpus: »[] }\n", "at least one CPU");
+    assert_error("cpumap: { queue_size: »0 }\n", "a queue size in 1..=16384");
+}
