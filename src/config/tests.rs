@@ -1916,12 +1916,7 @@ fn loadbalancer_errors_are_located() {
 #[test]
 fn mirror_and_cpumap_sections() {
     let config = parse_ok("mirror: { to: mon0 }\ncpumap: { cpus: [0, 1], queue_size: 4096 }\n");
-    assert_eq!(
-        config.mirror,
-        Some(MirrorConfig {
-            to: "mon0".into()
-        })
-    );
+    assert_eq!(config.mirror, Some(MirrorConfig { to: "mon0".into() }));
     assert_eq!(
         config.cpumap,
         Some(CpumapConfig {
