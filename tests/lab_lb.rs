@@ -274,6 +274,12 @@ loadbalancer:
     eprintln!("lb_stats: {stats:?}");
     assert!(stat(ebpfsentinel::abi::lb_stat::LB_STAT_FORWARDED) >= u64::from(FLOWS) * 3);
     assert!(stat(ebpfsentinel::abi::lb_stat::LB_STAT_REPLY) >= u64::from(FLOWS) * 3);
+    let status = cli(&["status", "--pin-root", &pin]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("load balancer:") && text.contains("forwarded"),
+        "status:\n{text}"
+    );
     let mirrored = stat(ebpfsentinel::abi::lb_stat::LB_STAT_MIRRORED);
     assert_eq!(
         mirrored,
