@@ -8,7 +8,8 @@
 //! monitor namespace behind `mirror: { to: eslbR9 }` captures copies of the forwarded
 //! packets (both directions) while the connections above complete. `cpumap: { cpus: [1] }`
 //! steers what the router's stack gets (health-check answers, first packets before the
-//! neighbour is known) to CPU 1: the per-CPU landing counter moves there only.
+//! neighbour is known) to CPU 1: the per-CPU landing counter moves there only. A reload
+//! restores the config file's backends, and b2's flows go back to it.
 
 mod common;
 
@@ -357,6 +358,24 @@ loadbalancer:
     ]);
     assert!(out.status.success());
     assert_eq!(round(&client, 22001..22011).len(), 10);
+
+    // a reload re-reads the file: the runtime changes are gone, b2 is back with its flows
+    // (b1 is still dead, so the health checks take it out again)
+    let out = cli(&["reload", "--pin-root", &pin]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = lb_list(&pin);
+    assert_eq!(list[0]["backends"].as_array().unwrap().len(), 3, "{list:?}");
+    assert_eq!(backend_state(&list, "10.200.2.2"), "up");
+    let fourth = round(&client, 20000..20100);
+    for (port, name) in &fourth {
+        if first[port] == "b2" {
+            assert_eq!(name, "b2", "flow {port} went back to b2");
+        }
+    }
 
     drop(daemon);
     for s in &stops {
