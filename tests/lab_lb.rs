@@ -51,7 +51,7 @@ fn serve(l: TcpListener, name: &'static str, stop: Arc<AtomicBool>) -> std::thre
     })
 }
 
-/// Counts TCP frames to or from port 80 or 8080 seen on `ifname` of `ns` until `stop`.
+/// Counts TCP frames (IPv4 and IPv6) to or from port 80 or 8080 seen on `ifname` of `ns` until `stop`.
 fn capture(ns: &Netns, ifname: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     let ifname = std::ffi::CString::new(ifname).unwrap();
     let fd = ns.run(|| {
@@ -89,8 +89,12 @@ fn capture(ns: &Netns, ifname: &str, stop: Arc<AtomicBool>) -> std::thread::Join
                 continue;
             }
             let f = &buf[..n as usize];
-            if f[12..14] == [0x08, 0x00] && f[23] == 6 {
-                let l4 = 14 + usize::from(f[14] & 0x0f) * 4;
+            let l4 = match (f[12], f[13]) {
+                (0x08, 0x00) if f[23] == 6 => 14 + usize::from(f[14] & 0x0f) * 4,
+                (0x86, 0xdd) if f[20] == 6 => 54,
+                _ => continue,
+            };
+            if n as usize >= l4 + 4 {
                 let ports = [
                     u16::from_be_bytes([f[l4], f[l4 + 1]]),
                     u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]),
@@ -108,12 +112,20 @@ fn capture(ns: &Netns, ifname: &str, stop: Arc<AtomicBool>) -> std::thread::Join
 
 /// One connection to the VIP from `client:port`; the name of the backend that answered.
 fn exchange(client: IpAddr, port: u16) -> Result<String, String> {
-    let s =
-        Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(|e| e.to_string())?;
+    exchange_with(client, port, sa(VIP))
+}
+
+fn exchange_with(client: IpAddr, port: u16, vip: SocketAddr) -> Result<String, String> {
+    let domain = if vip.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(|e| e.to_string())?;
     s.set_reuse_address(true).map_err(|e| e.to_string())?;
     s.bind(&SockAddr::from(SocketAddr::new(client, port)))
         .map_err(|e| format!("bind {port}: {e}"))?;
-    s.connect_timeout(&SockAddr::from(sa(VIP)), Duration::from_secs(3))
+    s.connect_timeout(&SockAddr::from(vip), Duration::from_secs(3))
         .map_err(|e| format!("connect from {port}: {e}"))?;
     let mut c: std::net::TcpStream = s.into();
     c.set_read_timeout(Some(Duration::from_secs(3)))
@@ -180,6 +192,35 @@ fn load_balancing_lab() {
     client.exec(&["ip", "addr", "add", "10.201.0.2/24", "dev", "eslbC0"]);
     client.exec(&["ip", "route", "add", "default", "via", "10.201.0.1"]);
     router.exec(&["ip", "addr", "add", "10.201.0.1/24", "dev", "eslbR0"]);
+    client.exec(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:201::2/64",
+        "dev",
+        "eslbC0",
+        "nodad",
+    ]);
+    client.exec(&[
+        "ip",
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "2001:db8:201::1",
+    ]);
+    router.exec(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:201::1/64",
+        "dev",
+        "eslbR0",
+        "nodad",
+    ]);
     let names = ["b1", "b2", "b3"];
     let mut backends = Vec::new();
     let stops: Vec<Arc<AtomicBool>> = (0..3).map(|_| Arc::default()).collect();
@@ -213,11 +254,33 @@ fn load_balancing_lab() {
             "via",
             &format!("10.200.{n}.1"),
         ]);
+        let (r6, b6) = (
+            format!("2001:db8:200:{n}::1/64"),
+            format!("2001:db8:200:{n}::2/64"),
+        );
+        router.exec(&["ip", "-6", "addr", "add", &r6, "dev", &r_if, "nodad"]);
+        ns.exec(&["ip", "-6", "addr", "add", &b6, "dev", &b_if, "nodad"]);
+        ns.exec(&[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("2001:db8:200:{n}::1"),
+        ]);
         let l = ns.run(|| TcpListener::bind(sa(&format!("10.200.{n}.2:8080"))).unwrap());
         servers.push(serve(l, name, stops[i].clone()));
+        let l6 = ns.run(|| TcpListener::bind(sa(&format!("[2001:db8:200:{n}::2]:8080"))).unwrap());
+        servers.push(serve(l6, name, stops[i].clone()));
         backends.push(ns);
     }
-    router.exec(&["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"]);
+    router.exec(&[
+        "sysctl",
+        "-qw",
+        "net.ipv4.conf.all.forwarding=1",
+        "net.ipv6.conf.all.forwarding=1",
+    ]);
     let monitor = Netns::new("lb-monitor");
     veth(&router, "eslbR9", &monitor, "eslbM0");
     let capture_stop = Arc::new(AtomicBool::new(false));
@@ -244,6 +307,13 @@ loadbalancer:
         - { addr: 10.200.2.2, port: 8080, weight: 1 }
         - { addr: 10.200.3.2, port: 8080, weight: 2 }
       health: { tcp_connect: true, interval: 1s, timeout: 1s, rise: 1, fall: 2 }
+    - id: web6
+      vip: "2001:db8:100::1"
+      port: 80
+      backends:
+        - { addr: "2001:db8:200:1::2", port: 8080 }
+        - { addr: "2001:db8:200:2::2", port: 8080 }
+        - { addr: "2001:db8:200:3::2", port: 8080 }
 "#,
     )
     .unwrap();
@@ -264,6 +334,23 @@ loadbalancer:
             "{name}: share {share:.3}, weight share {weight}"
         );
     }
+    // IPv6: every connection completes, over all three backends
+    let v6: HashMap<u16, String> = client.run(|| {
+        (20000..20060)
+            .map(|p| {
+                let name = exchange_with(
+                    "2001:db8:201::2".parse().unwrap(),
+                    p,
+                    sa("[2001:db8:100::1]:80"),
+                )
+                .unwrap_or_else(|e| panic!("IPv6 connection did not complete: {e}"));
+                (p, name)
+            })
+            .collect()
+    });
+    eprintln!("IPv6 spread over 60 connections: {:?}", counts(&v6));
+    assert_eq!(counts(&v6).len(), 3);
+
     let list = lb_list(&pin);
     assert!(list[0]["packets"].as_u64().unwrap() >= u64::from(FLOWS) * 3);
     // most packets left through XDP itself (redirect after the FIB lookup), replies included
