@@ -397,6 +397,35 @@ loadbalancer:
         "steered packets landed off the configured CPU: {landed:?}"
     );
 
+    // bad input is refused with the reason, and changes nothing
+    for (args, reason) in [
+        (
+            vec!["del", "web", "10.200.9.9:8080"],
+            "has no backend 10.200.9.9:8080",
+        ),
+        (
+            vec!["add", "nosuch", "10.200.9.9:8080"],
+            "no service `nosuch`",
+        ),
+        (vec!["add", "web", "10.200.9.9"], "is not ADDR:PORT"),
+        (
+            vec!["add", "web", "[2001:db8::9]:80"],
+            "not of the VIP's address family",
+        ),
+        (
+            vec!["add", "web", "10.200.9.9:80", "--weight", "0"],
+            "is not in 1..=1000",
+        ),
+    ] {
+        let mut full = vec!["lb", "--pin-root", &pin];
+        full.extend(args);
+        let out = cli(&full);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{full:?}: {err}");
+        assert!(err.contains(reason), "{full:?}: {err}");
+    }
+    assert_eq!(lb_list(&pin)[0]["backends"].as_array().unwrap().len(), 3);
+
     // removing b2: the same flows again; only b2's move
     let out = cli(&["lb", "--pin-root", &pin, "del", "web", "10.200.2.2:8080"]);
     assert!(
