@@ -77,6 +77,14 @@ struct {
 	__type(value, __u32);
 } lb_mirror_slots SEC(".maps");
 
+/* service slot -> non-zero when mirroring covers the service (`mirror.match.services`) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u32);
+} lb_mirror_match SEC(".maps");
+
 #define LB_MIRROR_MAP(n)                           \
 	struct {                                   \
 		__uint(type, BPF_MAP_TYPE_DEVMAP); \
@@ -325,10 +333,13 @@ static __always_inline int lb_pass(const struct pkt *p)
  * interface; -1 otherwise. Broadcast without BPF_F_EXCLUDE_INGRESS, so that XDP_TX's case
  * (egress = ingress) works alike.
  */
-static __always_inline long lb_mirror(__u32 ifindex)
+static __always_inline long lb_mirror(__u32 ifindex, __u32 service)
 {
-	__u32 *slot = bpf_map_lookup_elem(&lb_mirror_slots, &ifindex);
+	__u32 *slot, *match = bpf_map_lookup_elem(&lb_mirror_match, &service);
 
+	if (!match || !*match)
+		return -1;
+	slot = bpf_map_lookup_elem(&lb_mirror_slots, &ifindex);
 	if (!slot)
 		return -1;
 	switch (*slot) {
@@ -351,7 +362,7 @@ static __always_inline long lb_mirror(__u32 ifindex)
  * resolves the neighbour for the packets that follow.
  */
 static __always_inline int lb_send(struct xdp_md *ctx, const struct pkt *p,
-				   struct bpf_fib_lookup *fib, long rc)
+				   struct bpf_fib_lookup *fib, long rc, __u32 service)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -386,7 +397,7 @@ static __always_inline int lb_send(struct xdp_md *ctx, const struct pkt *p,
 	__builtin_memcpy(eth->h_dest, fib->dmac, 6);
 	__builtin_memcpy(eth->h_source, fib->smac, 6);
 	lb_count(LB_STAT_FORWARDED);
-	mirror = lb_mirror(fib->ifindex);
+	mirror = lb_mirror(fib->ifindex, service);
 	if (mirror >= 0)
 		return mirror;
 	if (fib->ifindex == ctx->ingress_ifindex)
@@ -425,7 +436,7 @@ static __always_inline int lb_forward(struct xdp_md *ctx, const struct pkt *p,
 	}
 	lb_fib_params(ctx, p, &fib);
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	return lb_send(ctx, p, &fib, rc);
+	return lb_send(ctx, p, &fib, rc, idx);
 
 no_backend:
 	lb_count(LB_STAT_NO_BACKEND);
@@ -439,6 +450,7 @@ static __always_inline int lb_reply(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb_service_key *vip)
 {
 	struct bpf_fib_lookup fib = {};
+	const struct lb_service *svc;
 	long rc;
 
 	lb_fib_params(ctx, p, &fib);
@@ -452,7 +464,9 @@ static __always_inline int lb_reply(struct xdp_md *ctx, const struct pkt *p,
 		return XDP_PASS;
 	}
 	lb_count(LB_STAT_REPLY);
-	return lb_send(ctx, p, &fib, rc);
+	/* the service's slot, for the mirror's match; a service being removed matches nothing */
+	svc = bpf_map_lookup_elem(&lb_services, vip);
+	return lb_send(ctx, p, &fib, rc, svc ? svc->index : LB_MAX_SERVICES);
 }
 
 static __always_inline int lb_decide(struct xdp_md *ctx, const struct pkt *p)

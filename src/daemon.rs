@@ -576,7 +576,8 @@ impl Daemon {
             .iter()
             .map(|i| loader::ifindex(i).map(|x| x as u32))
             .collect::<Result<Vec<_>>>()?;
-        self.lb_maps.set_mirror(mirror, &egress)?;
+        let services = self.cfg.mirror.as_ref().and_then(|m| m.services.as_deref());
+        self.lb_maps.set_mirror(mirror, &egress, services)?;
         let (cpus, queue_size) = match &self.cfg.cpumap {
             Some(c) => {
                 let cpus = match &c.cpus {

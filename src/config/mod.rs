@@ -602,10 +602,12 @@ pub fn is_prime(n: u32) -> bool {
     n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
 }
 
-/// `mirror: { to: IFACE }`
+/// `mirror: { to: IFACE, match: { services: [ID, ...] } }`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorConfig {
     pub to: String,
+    /// `match.services`: only these services' traffic; None: every service's
+    pub services: Option<Vec<String>>,
 }
 
 pub const MAX_CPUMAP_CPUS: u32 = crate::abi::lb_limits::LB_MAX_CPUS.0;

@@ -1916,7 +1916,20 @@ fn loadbalancer_errors_are_located() {
 #[test]
 fn mirror_and_cpumap_sections() {
     let config = parse_ok("mirror: { to: mon0 }\ncpumap: { cpus: [0, 1], queue_size: 4096 }\n");
-    assert_eq!(config.mirror, Some(MirrorConfig { to: "mon0".into() }));
+    assert_eq!(
+        config.mirror,
+        Some(MirrorConfig {
+            to: "mon0".into(),
+            services: None
+        })
+    );
+    let text = format!("{LB}mirror: {{ to: mon0, match: {{ services: [web6] }} }}\n");
+    assert_eq!(
+        parse_ok(&text).mirror.unwrap().services,
+        Some(vec!["web6".to_string()])
+    );
+    let text = format!("{LB}mirror: {{ to: mon0, match: {{ services: [web, »nope] }} }}\n");
+    assert_error(&text, "mirror.match names no service `nope`");
     assert_eq!(
         config.cpumap,
         Some(CpumapConfig {
@@ -1933,7 +1946,10 @@ fn mirror_and_cpumap_sections() {
         })
     );
     assert_eq!(parse_ok("").cpumap, None);
-    assert_error("mirror: { »match: {} }\n", "unknown key `match` in mirror");
+    assert_error(
+        "mirror: { to: m, match: { »ports: [80] } }\n",
+        "unknown key `ports` in mirror.match",
+    );
     assert_error("mirror: »{}\n", "missing required key `to`");
     assert_error("cpumap: { cpus: [0, »64] }\n", "a CPU number in 0..64");
     assert_error("cpumap: { cpus: [1, »1] }\n", "CPU 1 is listed twice");

@@ -538,6 +538,9 @@ impl Checker<'_> {
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);
         }
+        if let (Some(n), Some(_)) = (fields.section("mirror"), &config.mirror) {
+            self.mirror_services_exist(n, &config.loadbalancer);
+        }
         if let Some(n) = fields.section("ips") {
             config.ips = self.ips(n, &config.firewall.aliases);
         }

@@ -18,7 +18,7 @@ use crate::lb::maglev;
 use crate::lb::ServiceView;
 
 /// Every map xdp_lb owns, by the name it is pinned under.
-pub const LB_MAP_NAMES: [&str; 19] = [
+pub const LB_MAP_NAMES: [&str; 20] = [
     "lb_services",
     "lb_backends",
     "lb_ring",
@@ -26,6 +26,7 @@ pub const LB_MAP_NAMES: [&str; 19] = [
     "lb_stats",
     "lb_service_stats",
     "lb_mirror_slots",
+    "lb_mirror_match",
     "lb_mirror_0",
     "lb_mirror_1",
     "lb_mirror_2",
@@ -120,6 +121,7 @@ pub struct LbMaps {
     stats: MapHandle,
     service_stats: MapHandle,
     mirror_slots: MapHandle,
+    mirror_match: MapHandle,
     mirrors: Vec<MapHandle>,
     cpus: MapHandle,
     cpu_set: MapHandle,
@@ -140,6 +142,7 @@ impl LbMaps {
             stats: get("lb_stats")?,
             service_stats: get("lb_service_stats")?,
             mirror_slots: get("lb_mirror_slots")?,
+            mirror_match: get("lb_mirror_match")?,
             mirrors: (0..MIRROR_EGRESS)
                 .map(|i| get(&format!("lb_mirror_{i}")))
                 .collect::<Result<_>>()?,
@@ -405,9 +408,28 @@ impl LbMaps {
         Ok(())
     }
 
-    /// Copies what xdp_lb forwards out of each of `egress` to the `mirror` interface as well
-    /// (None: no mirroring). Interfaces are ifindexes of this namespace.
-    pub fn set_mirror(&self, mirror: Option<u32>, egress: &[u32]) -> Result<()> {
+    /// Copies what xdp_lb forwards out of each of `egress` for the installed services in
+    /// `services` (None: every one) to the `mirror` interface as well (None: no mirroring).
+    /// Interfaces are ifindexes of this namespace.
+    pub fn set_mirror(
+        &self,
+        mirror: Option<u32>,
+        egress: &[u32],
+        services: Option<&[String]>,
+    ) -> Result<()> {
+        for index in 0..lb_limits::LB_MAX_SERVICES.0 {
+            let on = mirror.is_some()
+                && self.installed.iter().any(|(id, inst)| {
+                    inst.index == index && services.is_none_or(|s| s.contains(id))
+                });
+            self.mirror_match
+                .update(
+                    &index.to_ne_bytes(),
+                    &u32::from(on).to_ne_bytes(),
+                    MapFlags::ANY,
+                )
+                .context("writing lb_mirror_match")?;
+        }
         if egress.len() > MIRROR_EGRESS {
             anyhow::bail!(
                 "mirroring covers at most {MIRROR_EGRESS} interfaces, the config names {}",

@@ -16,7 +16,8 @@ const LB_KEYS: &[&str] = &["table_size", "services"];
 const SERVICE_KEYS: &[&str] = &["id", "vip", "port", "proto", "backends", "health"];
 const BACKEND_KEYS: &[&str] = &["addr", "port", "weight"];
 const HEALTH_KEYS: &[&str] = &["tcp_connect", "interval", "timeout", "rise", "fall"];
-const MIRROR_KEYS: &[&str] = &["to"];
+const MIRROR_KEYS: &[&str] = &["to", "match"];
+const MIRROR_MATCH_KEYS: &[&str] = &["services"];
 const CPUMAP_KEYS: &[&str] = &["cpus", "queue_size"];
 const LB_PROTOS: &[(&str, Proto)] = &[("tcp", Proto::Tcp), ("udp", Proto::Udp)];
 const MIN_TABLE_SIZE: u32 = 7;
@@ -280,9 +281,38 @@ impl Checker<'_> {
             );
             return None;
         }
+        let services = match fields.get("match") {
+            None => None,
+            Some(m) => {
+                let f = self.fields(m, "mirror.match", MIRROR_MATCH_KEYS)?;
+                let list = self.required(f, "services", m)?;
+                Some(
+                    self.strings(list)
+                        .into_iter()
+                        .map(|(_, s)| s.to_owned())
+                        .collect(),
+                )
+            }
+        };
         Some(MirrorConfig {
             to: name.to_owned(),
+            services,
         })
+    }
+
+    /// `mirror.match.services` must name services of `loadbalancer`.
+    pub(super) fn mirror_services_exist(&mut self, node: &Node, lb: &LbConfig) {
+        let Some(list) = map_get(node, "match").and_then(|m| map_get(m, "services")) else {
+            return;
+        };
+        for (pos, id) in self.strings(list) {
+            if !lb.services.iter().any(|s| s.id == id) {
+                self.error(
+                    pos,
+                    format!("mirror.match names no service `{id}` of loadbalancer"),
+                );
+            }
+        }
     }
 
     pub(super) fn cpumap(&mut self, node: &Node) -> Option<CpumapConfig> {
@@ -341,5 +371,15 @@ impl Checker<'_> {
             Scalar::Int(v) => u16::try_from(v).ok().filter(|v| *v > 0),
             _ => None,
         })
+    }
+}
+
+fn map_get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
+    match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.key_text() == key)
+            .map(|(_, v)| v),
+        _ => None,
     }
 }
