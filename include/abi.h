@@ -16,5 +16,6 @@
 #include "abi/threatintel.h"
 #include "abi/scrub.h"
 #include "abi/dns.h"
+#include "abi/lb.h"
 
 #endif

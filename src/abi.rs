@@ -16,6 +16,9 @@ pub use crate::skel::tc_threatintel::types::{
     ti_action, ti_bloom_fill_ctl, ti_bloom_key, ti_bloom_kind, ti_ioc, ti_limits, ti_lpm_v4_key,
     ti_lpm_v6_key, ti_settings, ti_settings_flags, ti_stat, ti_v4_key, ti_v6_key,
 };
+pub use crate::skel::xdp_lb::types::{
+    lb_backend, lb_limits, lb_reverse_key, lb_service, lb_service_key, lb_service_stats, lb_stat,
+};
 pub use crate::skel::xdp_ratelimit::types::{
     rl_action, rl_amp_key, rl_amp_port, rl_bucket, rl_guard_key, rl_guards, rl_key, rl_key_mode,
     rl_limits, rl_match, rl_policy, rl_stat,
@@ -43,6 +46,11 @@ plain!(
     dns_name,
     dns_query_event,
     dns_settings,
+    lb_backend,
+    lb_reverse_key,
+    lb_service,
+    lb_service_key,
+    lb_service_stats,
     scrub_settings,
     bench_addr,
     ct_entry,
@@ -134,6 +142,11 @@ const _: () = assert!(std::mem::size_of::<dns_blocked>() == 8);
 const _: () = assert!(std::mem::size_of::<dns_settings>() == 8);
 const _: () = assert!(std::mem::size_of::<dns_name>() == 256);
 const _: () = assert!(std::mem::size_of::<scrub_settings>() == 8);
+const _: () = assert!(std::mem::size_of::<lb_service_key>() == 20);
+const _: () = assert!(std::mem::size_of::<lb_service>() == 8);
+const _: () = assert!(std::mem::size_of::<lb_backend>() == 24);
+const _: () = assert!(std::mem::size_of::<lb_reverse_key>() == 20);
+const _: () = assert!(std::mem::size_of::<lb_service_stats>() == 24);
 const _: () = assert!(std::mem::size_of::<rl_policy>() == 24);
 const _: () = assert!(std::mem::size_of::<rl_match>() == 24);
 const _: () = assert!(std::mem::size_of::<rl_key>() == 20);

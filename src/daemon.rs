@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,9 +26,11 @@ use crate::config::{self, Config};
 use crate::control;
 use crate::events::{self, Clock};
 use crate::intel;
+use crate::lb::{self, LbState};
 use crate::loader::{self, Dataplane, LoadOptions};
 use crate::maps::conntrack::{ConntrackMaps, SweepReport};
 use crate::maps::firewall::FirewallMaps;
+use crate::maps::lb::LbMaps;
 use crate::maps::ratelimit::RateLimitMaps;
 use crate::metrics::{self, ConsumerCounters, Exporter, Snapshot};
 use crate::ruleset::ratelimit::CompiledRateLimit;
@@ -380,6 +383,10 @@ struct Daemon {
     intel_tx: Option<std::sync::mpsc::Sender<intel::Msg>>,
     fw: Staged<FirewallMaps>,
     rl: Staged<RateLimitMaps>,
+    lb: LbState,
+    lb_maps: LbMaps,
+    /// what the health checker probes; replaced on reload and `lb add|del`
+    health_targets: Arc<Mutex<Vec<lb::health::Target>>>,
     /// the firewall's active generation (what status and metrics report)
     generation: u32,
     names: RuleNames,
@@ -405,6 +412,8 @@ impl Daemon {
         let fw = Staged::new(dp.firewall_maps()?)?;
         let rl_stage = Staged::new(dp.ratelimit_maps()?)?;
         let ct = dp.conntrack_maps()?;
+        let lb_maps = dp.lb_maps()?;
+        let lb_state = LbState::new(cfg.loadbalancer.clone());
         let mut d = Daemon {
             opts,
             cfg,
@@ -417,6 +426,9 @@ impl Daemon {
             dp,
             fw,
             rl: rl_stage,
+            lb: lb_state,
+            lb_maps,
+            health_targets: Arc::default(),
             generation: 0,
             names: Arc::new(RwLock::new(Names::default())),
             lock,
@@ -429,6 +441,7 @@ impl Daemon {
         // What an earlier daemon left in the inactive generation is unknown: clear it whole.
         let adopted = d.dp.adopted;
         d.activate(rs, rl, !adopted)?;
+        d.apply_lb()?;
         let wanted = d.cfg.interfaces.clone();
         for ifname in &wanted {
             d.dp.attach_xdp(ifname, d.cfg.xdp_mode)?;
@@ -571,6 +584,106 @@ impl Daemon {
         self.fw.active()
     }
 
+    /// Writes the services with the backends that take flows, then fills or empties the
+    /// stage's slot.
+    fn apply_lb(&mut self) -> Result<()> {
+        self.lb_maps.sync(&self.lb.views())?;
+        let mirror = match &self.cfg.mirror {
+            Some(m) => Some(loader::ifindex(&m.to).context("the mirror port")? as u32),
+            None => None,
+        };
+        let egress = self
+            .cfg
+            .interfaces
+            .iter()
+            .map(|i| loader::ifindex(i).map(|x| x as u32))
+            .collect::<Result<Vec<_>>>()?;
+        let services = self.cfg.mirror.as_ref().and_then(|m| m.services.as_deref());
+        self.lb_maps.set_mirror(mirror, &egress, services)?;
+        let (cpus, queue_size) = match &self.cfg.cpumap {
+            Some(c) => {
+                let cpus = match &c.cpus {
+                    Some(cpus) => cpus.clone(),
+                    None => match self.cfg.interfaces.first() {
+                        Some(i) => lb::numa_local_cpus(i)?,
+                        None => Vec::new(),
+                    },
+                };
+                (cpus, c.queue_size)
+            }
+            None => (Vec::new(), 0),
+        };
+        self.lb_maps
+            .set_cpus(&cpus, queue_size, self.dp.lb.progs.xdp_lb_cpu.as_fd())?;
+        *self
+            .health_targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = lb::health::targets(&self.lb.config);
+        let wanted = !self.lb.config.services.is_empty() || !cpus.is_empty();
+        self.dp.set_stage(xdp_stage::XDP_STAGE_LB, wanted)
+    }
+
+    fn lb_health(&mut self, (service, addr, up): lb::health::Verdict) {
+        if !self.lb.set_health(&service, addr, up) {
+            return;
+        }
+        eprintln!(
+            "ebpfsentinel: lb: backend {addr} of `{service}` is {}",
+            if up { "up" } else { "down" }
+        );
+        if let Err(e) = self.apply_lb() {
+            eprintln!("ebpfsentinel: lb: rebuilding the tables: {e:#}");
+        }
+    }
+
+    /// `lb list|add|del|drain|undrain` on the running system: changes hold until the next
+    /// reload re-reads the config file.
+    fn lb_command(&mut self, command: &str) -> Result<String> {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let backend = |w: Option<&&str>| -> Result<std::net::SocketAddr> {
+            let w = w.context("missing the backend ADDR:PORT")?;
+            w.parse()
+                .with_context(|| format!("`{w}` is not ADDR:PORT (IPv6: [ADDR]:PORT)"))
+        };
+        let service = words.get(1).copied().unwrap_or_default();
+        match words.first().copied() {
+            Some("list") => {
+                let mut rows = self.lb.to_json();
+                if let Some(list) = rows.as_array_mut() {
+                    for row in list {
+                        let id = row["id"].as_str().unwrap_or_default().to_string();
+                        let c = self.lb_maps.service_counters(&id)?;
+                        row["packets"] = c.packets.into();
+                        row["bytes"] = c.bytes.into();
+                        row["no_backend"] = c.no_backend.into();
+                    }
+                }
+                return Ok(serde_json::to_string(&rows)?);
+            }
+            Some("add") => {
+                let addr = backend(words.get(2))?;
+                let weight = match words.get(3) {
+                    Some(w) => w
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|w| (1..=config::MAX_LB_WEIGHT).contains(w))
+                        .with_context(|| {
+                            format!("weight `{w}` is not in 1..={}", config::MAX_LB_WEIGHT)
+                        })?,
+                    None => 1,
+                };
+                self.lb
+                    .add_backend(service, config::LbBackend { addr, weight })?;
+            }
+            Some("del") => self.lb.del_backend(service, backend(words.get(2))?)?,
+            Some("drain") => self.lb.drain(service, backend(words.get(2))?, true)?,
+            Some("undrain") => self.lb.drain(service, backend(words.get(2))?, false)?,
+            _ => bail!("unknown lb command `{command}`"),
+        }
+        self.apply_lb()?;
+        Ok(format!("ok {}", words.join(" ")))
+    }
+
     fn reload(&mut self) -> Result<u32> {
         let cfg = load_config(&self.opts.config, &self.opts.overrides)?;
         if cfg.pin_root != self.cfg.pin_root {
@@ -606,6 +719,10 @@ impl Daemon {
             Vec::new()
         };
         let old_interfaces = std::mem::replace(&mut self.cfg.interfaces, cfg.interfaces.clone());
+        self.lb.replace(cfg.loadbalancer.clone());
+        self.cfg.mirror = cfg.mirror.clone();
+        self.cfg.cpumap = cfg.cpumap.clone();
+        self.apply_lb()?;
         // States matched by the new ruleset are tracked before it is active; a ruleset that
         // stops matching them is active before tracking goes.
         if cfg.conntrack.enabled {
@@ -727,6 +844,9 @@ impl Daemon {
                     .unwrap_or_else(|p| p.into_inner()),
             )?);
         }
+        if !self.lb.config.services.is_empty() {
+            snapshot.lb = Some(metrics::Lb::read(&self.lb_maps, &self.lb)?);
+        }
         snapshot.blacklist = Some(metrics::Blacklist::read(
             &self.bl,
             self.intel.blocks.load(Ordering::Relaxed),
@@ -773,6 +893,7 @@ impl<M: Generations> Staged<M> {
 enum Request {
     Reload(oneshot::Sender<Result<u32, String>>),
     RateLimit(String, oneshot::Sender<Result<String, String>>),
+    Lb(String, oneshot::Sender<Result<String, String>>),
 }
 
 async fn serve_client(
@@ -796,13 +917,14 @@ async fn serve_client(
             };
             write.write_all(answer.as_bytes()).await?;
         }
-        cmd if cmd.starts_with("ratelimit ") => {
+        cmd if cmd.starts_with("ratelimit ") || cmd.starts_with("lb ") => {
             let (tx, rx) = oneshot::channel();
+            let request = match cmd.strip_prefix("lb ") {
+                Some(rest) => Request::Lb(rest.to_string(), tx),
+                None => Request::RateLimit(cmd["ratelimit ".len()..].to_string(), tx),
+            };
             requests
-                .send(Request::RateLimit(
-                    cmd["ratelimit ".len()..].to_string(),
-                    tx,
-                ))
+                .send(request)
                 .await
                 .map_err(|_| anyhow!("daemon stopping"))?;
             let answer = match rx.await? {
@@ -944,6 +1066,14 @@ async fn serve(opts: Options) -> Result<()> {
         Some(addr) => Some(Exporter::install(addr)?),
         None => None,
     };
+    let (health_tx, mut health_rx) = mpsc::unbounded_channel::<lb::health::Verdict>();
+    let health = lb::health::spawn(
+        d.health_targets.clone(),
+        move |v| {
+            let _ = health_tx.send(v);
+        },
+        stop.clone(),
+    )?;
     let listener = bind_control(&d.cfg.pin_root)?;
     let (req_tx, mut req_rx) = mpsc::channel::<Request>(8);
     let mut hup = signal(SignalKind::hangup())?;
@@ -986,7 +1116,17 @@ async fn serve(opts: Options) -> Result<()> {
                     }
                     let _ = reply.send(outcome);
                 }
+                Request::Lb(command, reply) => {
+                    let outcome = d.lb_command(&command).map_err(|e| format!("{e:#}"));
+                    if let Ok(text) = &outcome {
+                        if !command.starts_with("list") {
+                            eprintln!("ebpfsentinel: lb {command}: {text}");
+                        }
+                    }
+                    let _ = reply.send(outcome);
+                }
             },
+            Some(verdict) = health_rx.recv() => d.lb_health(verdict),
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
                     let (sink, tx) = (sink.clone(), req_tx.clone());
@@ -1010,6 +1150,7 @@ async fn serve(opts: Options) -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     let _ = reader.join();
     let _ = sweeper.join();
+    let _ = health.join();
     d.intel_tx = None;
     worker.join();
     let _ = std::fs::remove_file(control::socket_path(&d.cfg.pin_root));

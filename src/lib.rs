@@ -10,6 +10,7 @@ pub mod features;
 pub mod feeds;
 pub mod intel;
 pub mod ips;
+pub mod lb;
 pub mod links;
 pub mod loader;
 pub mod maps;

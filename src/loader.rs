@@ -15,6 +15,7 @@ use crate::maps::blacklist::{BlacklistMaps, BLACKLIST_MAP_NAMES};
 use crate::maps::conntrack::{ConntrackMaps, CT_MAP_NAMES};
 use crate::maps::dns::{DnsMaps, DNS_MAP_NAMES};
 use crate::maps::firewall::{FirewallMaps, MAP_NAMES};
+use crate::maps::lb::{LbMaps, LB_MAP_NAMES};
 use crate::maps::ratelimit::{RateLimitMaps, RL_MAP_NAMES};
 use crate::maps::scrub::{ScrubMaps, SCRUB_MAP_NAMES};
 use crate::maps::threatintel::{ThreatIntelMaps, TI_MAP_NAMES};
@@ -23,6 +24,7 @@ use crate::skel::tc_dns::{TcDnsSkel, TcDnsSkelBuilder};
 use crate::skel::tc_scrub::{TcScrubSkel, TcScrubSkelBuilder};
 use crate::skel::tc_threatintel::{TcThreatintelSkel, TcThreatintelSkelBuilder};
 use crate::skel::xdp_firewall::{XdpFirewallSkel, XdpFirewallSkelBuilder};
+use crate::skel::xdp_lb::{XdpLbSkel, XdpLbSkelBuilder};
 use crate::skel::xdp_ratelimit::{XdpRatelimitSkel, XdpRatelimitSkelBuilder};
 use crate::tc_links::{self, Direction, TcAttached, TcAttachment};
 
@@ -46,6 +48,7 @@ pub struct LoadOptions {
 pub struct Dataplane {
     pub firewall: XdpFirewallSkel<'static>,
     pub ratelimit: XdpRatelimitSkel<'static>,
+    pub lb: XdpLbSkel<'static>,
     pub conntrack: TcConntrackSkel<'static>,
     pub threatintel: TcThreatintelSkel<'static>,
     pub scrub: TcScrubSkel<'static>,
@@ -239,6 +242,26 @@ impl Dataplane {
         }
         let mut ratelimit = open_rl.load().map_err(load_error("xdp_ratelimit"))?;
 
+        // The load balancer is the last XDP stage: the firewall's ring, chain and scratch.
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open_lb = XdpLbSkelBuilder::default()
+            .open(storage)
+            .context("opening the xdp_lb object")?;
+        open_lb.maps.events.reuse_fd(firewall.maps.events.as_fd())?;
+        open_lb
+            .maps
+            .xdp_chain
+            .reuse_fd(firewall.maps.xdp_chain.as_fd())?;
+        open_lb
+            .maps
+            .xdp_scratch
+            .reuse_fd(firewall.maps.xdp_scratch.as_fd())?;
+        if let Some(root) = &opts.pin_root {
+            adopted |= adopt_pins(open_lb.open_object_mut(), root, &LB_MAP_NAMES)?;
+        }
+        let mut lb = open_lb.load().map_err(load_error("xdp_lb"))?;
+
         // The TC pipeline shares the firewall's conntrack maps.
         let storage: &'static mut MaybeUninit<OpenObject> =
             Box::leak(Box::new(MaybeUninit::uninit()));
@@ -357,6 +380,7 @@ impl Dataplane {
             pin_maps(firewall.object_mut(), root, &MAP_NAMES)?;
             pin_maps(firewall.object_mut(), root, &CT_MAP_NAMES)?;
             pin_maps(ratelimit.object_mut(), root, &RL_MAP_NAMES)?;
+            pin_maps(lb.object_mut(), root, &LB_MAP_NAMES)?;
             pin_maps(conntrack.object_mut(), root, &TC_MAP_NAMES)?;
             pin_maps(firewall.object_mut(), root, &BLACKLIST_MAP_NAMES)?;
             pin_maps(threatintel.object_mut(), root, &TI_MAP_NAMES)?;
@@ -366,6 +390,7 @@ impl Dataplane {
         let dataplane = Dataplane {
             firewall,
             ratelimit,
+            lb,
             conntrack,
             threatintel,
             scrub,
@@ -472,6 +497,7 @@ impl Dataplane {
         let chain = &self.firewall.maps.xdp_chain;
         let prog = match stage {
             crate::abi::xdp_stage::XDP_STAGE_RATELIMIT => &self.ratelimit.progs.xdp_ratelimit,
+            crate::abi::xdp_stage::XDP_STAGE_LB => &self.lb.progs.xdp_lb,
             other => bail!("no program for XDP stage {}", other.0),
         };
         if enabled {
@@ -492,6 +518,10 @@ impl Dataplane {
 
     pub fn ratelimit_maps(&self) -> Result<RateLimitMaps> {
         RateLimitMaps::from_object(self.ratelimit.object())
+    }
+
+    pub fn lb_maps(&self) -> Result<LbMaps> {
+        LbMaps::from_object(self.lb.object())
     }
 
     pub fn firewall_program(&self) -> &ProgramMut<'static> {
@@ -560,6 +590,7 @@ pub fn remove_pins(root: &Path) -> Vec<String> {
     for name in MAP_NAMES
         .iter()
         .chain(&RL_MAP_NAMES)
+        .chain(&LB_MAP_NAMES)
         .chain(&CT_MAP_NAMES)
         .chain(&TC_MAP_NAMES)
         .chain(&BLACKLIST_MAP_NAMES)

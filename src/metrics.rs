@@ -68,6 +68,11 @@ const DNS_ENTRIES: &str = "ebpfsentinel_dns_blocklist_entries";
 const DNS_FEED_ERRORS: &str = "ebpfsentinel_dns_feed_errors_total";
 const SCRUB_SEEN: &str = "ebpfsentinel_scrub_packets_seen_total";
 const SCRUB_REWRITES: &str = "ebpfsentinel_scrub_rewrites_total";
+const LB_PACKETS: &str = "ebpfsentinel_lb_packets_total";
+const LB_SERVICE_PACKETS: &str = "ebpfsentinel_lb_service_packets_total";
+const LB_SERVICE_BYTES: &str = "ebpfsentinel_lb_service_bytes_total";
+const LB_SERVICE_NO_BACKEND: &str = "ebpfsentinel_lb_service_no_backend_total";
+const LB_BACKENDS: &str = "ebpfsentinel_lb_backends";
 const TI_PACKETS: &str = "ebpfsentinel_threatintel_packets_total";
 const TI_SEEN: &str = "ebpfsentinel_threatintel_packets_seen_total";
 const TI_EVENTS_DROPPED: &str = "ebpfsentinel_threatintel_events_dropped_total";
@@ -317,6 +322,49 @@ impl Dns {
     }
 }
 
+/// xdp_lb in a [`Snapshot`]; the snapshot has none while no service is configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lb {
+    /// packets per enum lb_stat slot, summed over CPUs
+    pub stats: [u64; crate::maps::lb::LB_STAT_COUNT],
+    pub services: Vec<LbServiceMetrics>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LbServiceMetrics {
+    pub id: String,
+    pub counters: crate::maps::lb::ServiceCounters,
+    /// backends by state: up, down, drained
+    pub backends: [u64; 3],
+}
+
+impl Lb {
+    pub fn read(maps: &crate::maps::lb::LbMaps, state: &crate::lb::LbState) -> Result<Lb> {
+        use crate::lb::BackendState;
+        let mut services = Vec::new();
+        for s in &state.config.services {
+            let mut backends = [0u64; 3];
+            for b in &s.backends {
+                let i = match state.state(&s.id, b.addr) {
+                    BackendState::Up => 0,
+                    BackendState::Down => 1,
+                    BackendState::Drained => 2,
+                };
+                backends[i] += 1;
+            }
+            services.push(LbServiceMetrics {
+                id: s.id.clone(),
+                counters: maps.service_counters(&s.id)?,
+                backends,
+            });
+        }
+        Ok(Lb {
+            stats: maps.stats().context("reading lb_stats")?,
+            services,
+        })
+    }
+}
+
 /// The IPS blacklist in a [`Snapshot`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Blacklist {
@@ -455,6 +503,8 @@ pub struct Snapshot {
     pub scrub: Option<Scrub>,
     /// None while the DNS blocklist is off: no dns metrics then
     pub dns: Option<Dns>,
+    /// None while no load-balancer service is configured: no lb metrics then
+    pub lb: Option<Lb>,
 }
 
 impl Snapshot {
@@ -503,6 +553,7 @@ impl Snapshot {
             blacklist: None,
             scrub: None,
             dns: None,
+            lb: None,
         })
     }
 
@@ -675,6 +726,26 @@ fn describe() {
     describe_counter!(
         DNS_FEED_ERRORS,
         "DNS blocklist feed refreshes that failed (the feed's previous domains stay)."
+    );
+    describe_counter!(
+        LB_PACKETS,
+        "Packets xdp_lb handled, by result: miss (no service, no backend reply), forwarded (rewritten and sent from XDP after the FIB lookup, both directions), forwarded_stack (rewritten, left to the stack: no neighbour yet), no_backend (dropped: no backend of the service up), reply (a backend's reply given the VIP back), reply_local (a backend's answer to this host, left alone), unsupported (fragments to a VIP), mirrored (forwarded packets also copied to the mirror port), steered (packets for the stack sent to a CPU of cpumap.cpus) (kernel lb_stats, summed over CPUs)."
+    );
+    describe_counter!(
+        LB_SERVICE_PACKETS,
+        "Packets to a service's VIP sent to a backend (kernel lb_service_stats)."
+    );
+    describe_counter!(
+        LB_SERVICE_BYTES,
+        "Bytes to a service's VIP sent to a backend (kernel lb_service_stats)."
+    );
+    describe_counter!(
+        LB_SERVICE_NO_BACKEND,
+        "Packets to a service's VIP dropped because none of its backends was up."
+    );
+    describe_gauge!(
+        LB_BACKENDS,
+        "Backends of a service by state: up, down (health check), drained (`lb drain`)."
     );
     describe_counter!(
         SCRUB_SEEN,
@@ -858,6 +929,9 @@ impl Publisher {
         if let Some(dns) = &snap.dns {
             publish_dns(dns);
         }
+        if let Some(lb) = &snap.lb {
+            publish_lb(lb);
+        }
         if let Some(bl) = &snap.blacklist {
             gauge!(IPS_ENTRIES).set(bl.entries as f64);
             counter!(IPS_BLOCKS).absolute(bl.blocks);
@@ -935,6 +1009,26 @@ fn publish_dns(dns: &Dns) {
     counter!(DNS_FEED_ERRORS).absolute(dns.feed_errors);
     if let Some(n) = dns.entries {
         gauge!(DNS_ENTRIES).set(n as f64);
+    }
+}
+
+fn publish_lb(lb: &Lb) {
+    use crate::maps::lb::LB_STATS;
+    for (stat, name) in LB_STATS
+        .into_iter()
+        .filter(|(s, _)| *s != crate::abi::lb_stat::LB_STAT_SEEN)
+    {
+        counter!(LB_PACKETS, "result" => name).absolute(lb.stats[stat.0 as usize]);
+    }
+    for s in &lb.services {
+        let id = s.id.clone();
+        counter!(LB_SERVICE_PACKETS, "service" => id.clone()).absolute(s.counters.packets);
+        counter!(LB_SERVICE_BYTES, "service" => id.clone()).absolute(s.counters.bytes);
+        counter!(LB_SERVICE_NO_BACKEND, "service" => id.clone()).absolute(s.counters.no_backend);
+        for (i, state) in ["up", "down", "drained"].into_iter().enumerate() {
+            gauge!(LB_BACKENDS, "service" => id.clone(), "state" => state)
+                .set(s.backends[i] as f64);
+        }
     }
 }
 
@@ -1276,6 +1370,7 @@ mod tests {
             blacklist: None,
             scrub: None,
             dns: None,
+            lb: None,
         }
     }
 
@@ -1586,6 +1681,58 @@ mod tests {
                 "ebpfsentinel_scrub_rewrites_total{what=\"mss_clamped\"} 2",
                 "ebpfsentinel_scrub_rewrites_total{what=\"df_cleared\"} 3",
                 "ebpfsentinel_scrub_rewrites_total{what=\"ip_id_randomised\"} 4",
+            ])
+        );
+    }
+
+    #[test]
+    fn lb_metrics_come_with_services() {
+        let recorder = recorder();
+        let exporter = Exporter::new(recorder.handle());
+        publish_all(&recorder, &exporter, &[synthetic()]);
+        assert!(!exporter.render().contains("_lb_"));
+        let snap = Snapshot {
+            lb: Some(Lb {
+                stats: [100, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+                services: vec![LbServiceMetrics {
+                    id: "web".into(),
+                    counters: crate::maps::lb::ServiceCounters {
+                        packets: 10,
+                        bytes: 1000,
+                        no_backend: 4,
+                    },
+                    backends: [2, 1, 0],
+                }],
+            }),
+            ..synthetic()
+        };
+        publish_all(&recorder, &exporter, &[snap]);
+        let text = exporter.render();
+        let fams = families(&text);
+        assert_eq!(
+            &family(&fams, LB_PACKETS).1,
+            &set(&[
+                "ebpfsentinel_lb_packets_total{result=\"miss\"} 1",
+                "ebpfsentinel_lb_packets_total{result=\"forwarded\"} 2",
+                "ebpfsentinel_lb_packets_total{result=\"forwarded_stack\"} 3",
+                "ebpfsentinel_lb_packets_total{result=\"no_backend\"} 4",
+                "ebpfsentinel_lb_packets_total{result=\"reply\"} 5",
+                "ebpfsentinel_lb_packets_total{result=\"reply_local\"} 6",
+                "ebpfsentinel_lb_packets_total{result=\"unsupported\"} 7",
+                "ebpfsentinel_lb_packets_total{result=\"mirrored\"} 8",
+                "ebpfsentinel_lb_packets_total{result=\"steered\"} 9",
+            ])
+        );
+        assert_eq!(
+            &family(&fams, LB_SERVICE_BYTES).1,
+            &set(&["ebpfsentinel_lb_service_bytes_total{service=\"web\"} 1000"])
+        );
+        assert_eq!(
+            &family(&fams, LB_BACKENDS).1,
+            &set(&[
+                "ebpfsentinel_lb_backends{service=\"web\",state=\"up\"} 2",
+                "ebpfsentinel_lb_backends{service=\"web\",state=\"down\"} 1",
+                "ebpfsentinel_lb_backends{service=\"web\",state=\"drained\"} 0",
             ])
         );
     }

@@ -38,3 +38,7 @@ pub mod tc_bench {
 pub mod tc_dns {
     include!(concat!(env!("OUT_DIR"), "/tc_dns.skel.rs"));
 }
+
+pub mod xdp_lb {
+    include!(concat!(env!("OUT_DIR"), "/xdp_lb.skel.rs"));
+}

@@ -86,6 +86,9 @@ enum BenchWhat {
         #[arg(long, default_value_t = 1_000_000)]
         max_sources: usize,
     },
+    /// xdp_lb chained after xdp_firewall: ns per packet for a VIP hit and a miss against the
+    /// chain without it, and Maglev's flow movement when one of N backends is removed.
+    Lb,
 }
 
 pub fn execute(args: BenchArgs) -> Result<Outcome> {
@@ -116,6 +119,7 @@ pub fn execute(args: BenchArgs) -> Result<Outcome> {
         BenchWhat::Ratelimit { max_sources } => {
             bench::ratelimit::run(args.repeat, max_sources, json)?
         }
+        BenchWhat::Lb => bench::lb::run(args.repeat, json)?,
     }
     Ok(Outcome::Ok)
 }

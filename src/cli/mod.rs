@@ -8,6 +8,7 @@ mod dns;
 mod down;
 mod events;
 mod gen_docs;
+mod lb;
 mod ratelimit;
 mod reload;
 mod run;
@@ -42,6 +43,7 @@ enum Command {
     Events(events::EventsArgs),
     Down(down::DownArgs),
     Ratelimit(ratelimit::RateLimitArgs),
+    Lb(lb::LbArgs),
     Ct(ct::CtArgs),
     Block(block::BlockArgs),
     Unblock(block::UnblockArgs),
@@ -81,6 +83,7 @@ impl Cli {
             Command::Events(a) => events::execute(a),
             Command::Down(a) => down::execute(a),
             Command::Ratelimit(a) => ratelimit::execute(a),
+            Command::Lb(a) => lb::execute(a),
             Command::Ct(a) => ct::execute(a),
             Command::Block(a) => block::block(a),
             Command::Unblock(a) => block::unblock(a),

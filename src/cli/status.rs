@@ -55,6 +55,8 @@ struct Status {
     maps: Vec<MapLevel>,
     counters: Vec<(String, u64)>,
     ratelimit: Vec<(String, u64)>,
+    /// xdp_lb's counters by result (empty when its maps are not pinned)
+    lb: Vec<(String, u64)>,
     /// null when no conntrack table is pinned
     conntrack: Option<ConntrackSummary>,
     /// null when no threat-intel maps are pinned
@@ -166,6 +168,15 @@ pub fn execute(args: StatusArgs) -> Result<Outcome> {
                     .collect()
             })
             .unwrap_or_default(),
+        lb: crate::maps::lb::LbMaps::from_pins(root)
+            .and_then(|m| m.stats())
+            .map(|v| {
+                crate::maps::lb::LB_STATS
+                    .iter()
+                    .map(|(s, name)| (name.to_string(), v[s.0 as usize]))
+                    .collect()
+            })
+            .unwrap_or_default(),
         conntrack: ConntrackSummary::read_pinned(root).ok().flatten(),
         threatintel: ThreatIntelSummary::read_pinned(root).ok().flatten(),
         blacklist: BlacklistSummary::read_pinned(root).ok().flatten(),
@@ -233,6 +244,12 @@ fn print_text(status: &Status) {
     }
     for (name, n) in &status.ratelimit {
         println!("  {name:<24} {n}");
+    }
+    if status.lb.iter().any(|(_, n)| *n > 0) {
+        println!("load balancer:");
+        for (name, n) in &status.lb {
+            println!("  {name:<24} {n}");
+        }
     }
     if let Some(ct) = &status.conntrack {
         match ct.states_text() {

@@ -90,6 +90,12 @@ pub struct Config {
     pub scrub: Option<ScrubConfig>,
     /// `dns`: tc_dns's blocklist; None (no section) keeps the stage off
     pub dns: Option<DnsConfig>,
+    /// `loadbalancer`: xdp_lb's services; none keeps the stage off
+    pub loadbalancer: LbConfig,
+    /// `mirror`: copies of what xdp_lb forwards go to this interface too
+    pub mirror: Option<MirrorConfig>,
+    /// `cpumap`: CPUs the packets for the stack are steered to
+    pub cpumap: Option<CpumapConfig>,
 }
 
 /// `dns`: what tc_dns checks DNS queries against.
@@ -569,4 +575,81 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// `path` names the file in messages; relative alias files resolve against its directory.
 pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     validate::check(text, path)
+}
+
+pub const MAX_LB_SERVICES: usize = crate::abi::lb_limits::LB_MAX_SERVICES.0 as usize;
+pub const MAX_LB_BACKENDS: usize = crate::abi::lb_limits::LB_MAX_BACKENDS_PER_SERVICE.0 as usize;
+/// Largest (and default) Maglev table: Katran's size, a prime.
+pub const MAX_LB_TABLE_SIZE: u32 = crate::abi::lb_limits::LB_RING_STRIDE.0;
+pub const MAX_LB_WEIGHT: u32 = 1000;
+pub const MAX_HEALTH_THRESHOLD: u32 = 100;
+
+/// `loadbalancer`: services xdp_lb balances over their backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbConfig {
+    /// `table_size`: slots of each service's Maglev table, a prime
+    pub table_size: u32,
+    /// file order
+    pub services: Vec<LbService>,
+}
+
+impl Default for LbConfig {
+    fn default() -> Self {
+        LbConfig {
+            table_size: MAX_LB_TABLE_SIZE,
+            services: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbService {
+    pub id: String,
+    pub location: Location,
+    pub vip: std::net::IpAddr,
+    pub port: u16,
+    /// tcp or udp
+    pub proto: Proto,
+    pub backends: Vec<LbBackend>,
+    pub health: Option<HealthCheck>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LbBackend {
+    pub addr: SocketAddr,
+    pub weight: u32,
+}
+
+/// `health`: a TCP connect to each backend every `interval`; `fall` failures in a row mark it
+/// down, `rise` successes up again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+/// Whether `n` is a prime: Maglev's permutations visit every slot only for a prime size.
+pub fn is_prime(n: u32) -> bool {
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+}
+
+/// `mirror: { to: IFACE, match: { services: [ID, ...] } }`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorConfig {
+    pub to: String,
+    /// `match.services`: only these services' traffic; None: every service's
+    pub services: Option<Vec<String>>,
+}
+
+pub const MAX_CPUMAP_CPUS: u32 = crate::abi::lb_limits::LB_MAX_CPUS.0;
+pub const MAX_CPUMAP_QUEUE: u32 = crate::abi::lb_limits::LB_MAX_CPU_QUEUE.0;
+
+/// `cpumap: { cpus: [..], queue_size: N }`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpumapConfig {
+    /// None: the CPUs of the first interface's NUMA node (all online CPUs without one)
+    pub cpus: Option<Vec<u32>>,
+    pub queue_size: u32,
 }

@@ -1898,3 +1898,175 @@ fn the_shipped_dns_example_parses() {
         ]
     );
 }
+
+const LB: &str = r#"loadbalancer:
+  services:
+    - id: web
+      vip: 198.18.100.1
+      port: 80
+      proto: tcp
+      backends: [ { addr: 10.200.1.2, port: 8080, weight: 1 }, { addr: 10.200.2.2, port: 8080, weight: 3 } ]
+      health: { tcp_connect: true, interval: 2s }
+    - id: web6
+      vip: "2001:db8:100::1"
+      port: 443
+      backends:
+        - { addr: "2001:db8:200::2", port: 443 }
+"#;
+
+#[test]
+fn loadbalancer_section() {
+    assert!(parse_ok("").loadbalancer.services.is_empty());
+    let lb = parse_ok(LB).loadbalancer;
+    assert_eq!(lb.table_size, MAX_LB_TABLE_SIZE);
+    assert_eq!(lb.services.len(), 2);
+    let web = &lb.services[0];
+    assert_eq!(
+        (web.id.as_str(), web.vip, web.port, web.proto),
+        ("web", "198.18.100.1".parse().unwrap(), 80, Proto::Tcp)
+    );
+    assert_eq!(web.backends[1].addr, "10.200.2.2:8080".parse().unwrap());
+    assert_eq!(web.backends[1].weight, 3);
+    assert_eq!(
+        web.health,
+        Some(HealthCheck {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 2,
+        })
+    );
+    let web6 = &lb.services[1];
+    assert_eq!(web6.proto, Proto::Tcp);
+    assert_eq!(web6.backends[0].weight, 1);
+    assert_eq!(web6.health, None);
+    assert_eq!(
+        parse_ok("loadbalancer: { table_size: 251 }\n")
+            .loadbalancer
+            .table_size,
+        251
+    );
+}
+
+#[test]
+fn loadbalancer_errors_are_located() {
+    assert_error(
+        "loadbalancer: { table_size: »1000 }\n",
+        "a prime in 7..=65537",
+    );
+    assert_error(
+        "loadbalancer:\n  »vips: []\n",
+        "unknown key `vips` in loadbalancer",
+    );
+    let svc = |body: &str| format!("loadbalancer:\n  services:\n    - {body}\n");
+    let ok_backends = "backends: [ { addr: 10.0.0.2, port: 80 } ]";
+    assert_error(
+        &svc(&format!(
+            "{{ id: a, vip: »10.0.0.300, port: 80, {ok_backends} }}"
+        )),
+        "an IPv4 or IPv6 address",
+    );
+    assert_error(
+        &svc(&format!(
+            "{{ id: a, vip: 10.0.0.1, port: »0, {ok_backends} }}"
+        )),
+        "a port in 1..=65535",
+    );
+    assert_error(
+        &svc(&format!(
+            "{{ id: a, vip: 10.0.0.1, port: 80, proto: »icmp, {ok_backends} }}"
+        )),
+        "one of tcp | udp",
+    );
+    assert_error(
+        &svc("»{ id: a, vip: 10.0.0.1, port: 80 }"),
+        "missing required key `backends`",
+    );
+    assert_error(
+        &svc("{ id: a, vip: 10.0.0.1, port: 80, backends: »[] }"),
+        "at least one backend",
+    );
+    assert_error(
+        &svc("{ id: a, vip: 10.0.0.1, port: 80, backends: [ »{ addr: \"2001:db8::2\", port: 80 } ] }"),
+        "not of the VIP's address family",
+    );
+    assert_error(
+        &svc("{ id: a, vip: 10.0.0.1, port: 80, backends: [ { addr: 10.0.0.2, port: 80, weight: »0 } ] }"),
+        "a weight in 1..=1000",
+    );
+    assert_error(
+        &svc("{ id: a, vip: 10.0.0.1, port: 80, backends: [ { addr: 10.0.0.2, port: 80 }, »{ addr: 10.0.0.2, port: 80 } ] }"),
+        "listed twice",
+    );
+    assert_error(
+        &svc(&format!("{{ id: a, vip: 10.0.0.1, port: 80, {ok_backends}, health: {{ tcp_connect: »false }} }}")),
+        "tcp_connect: false",
+    );
+    assert_error(
+        &svc(&format!("{{ id: a, vip: 10.0.0.1, port: 80, {ok_backends}, health: {{ interval: 1s, timeout: »2s }} }}")),
+        "must not exceed health.interval",
+    );
+    // the same backend behind two services: replies could not be mapped back
+    assert_error(
+        &format!(
+            "loadbalancer:\n  services:\n    - {{ id: a, vip: 10.0.0.1, port: 80, {ok_backends} }}\n    - »{{ id: b, vip: 10.0.0.1, port: 81, {ok_backends} }}\n"
+        ),
+        "also serves `a`",
+    );
+    assert_error(
+        &format!(
+            "loadbalancer:\n  services:\n    - {{ id: a, vip: 10.0.0.1, port: 80, {ok_backends} }}\n    - »{{ id: b, vip: 10.0.0.1, port: 80, backends: [ {{ addr: 10.0.0.3, port: 80 }} ] }}\n"
+        ),
+        "has the VIP 10.0.0.1:80/tcp",
+    );
+    assert_error(
+        &format!(
+            "loadbalancer:\n  services:\n    - {{ id: a, vip: 10.0.0.1, port: 80, {ok_backends} }}\n    - {{ id: »a, vip: 10.0.0.2, port: 80, backends: [ {{ addr: 10.0.0.3, port: 80 }} ] }}\n"
+        ),
+        "duplicate service id",
+    );
+}
+
+#[test]
+fn mirror_and_cpumap_sections() {
+    let config = parse_ok("mirror: { to: mon0 }\ncpumap: { cpus: [0, 1], queue_size: 4096 }\n");
+    assert_eq!(
+        config.mirror,
+        Some(MirrorConfig {
+            to: "mon0".into(),
+            services: None
+        })
+    );
+    let text = format!("{LB}mirror: {{ to: mon0, match: {{ services: [web6] }} }}\n");
+    assert_eq!(
+        parse_ok(&text).mirror.unwrap().services,
+        Some(vec!["web6".to_string()])
+    );
+    let text = format!("{LB}mirror: {{ to: mon0, match: {{ services: [web, »nope] }} }}\n");
+    assert_error(&text, "mirror.match names no service `nope`");
+    assert_eq!(
+        config.cpumap,
+        Some(CpumapConfig {
+            cpus: Some(vec![0, 1]),
+            queue_size: 4096
+        })
+    );
+    let config = parse_ok("cpumap: {}\n");
+    assert_eq!(
+        config.cpumap,
+        Some(CpumapConfig {
+            cpus: None,
+            queue_size: 2048
+        })
+    );
+    assert_eq!(parse_ok("").cpumap, None);
+    assert_error(
+        "mirror: { to: m, match: { »ports: [80] } }\n",
+        "unknown key `ports` in mirror.match",
+    );
+    assert_error("mirror: »{}\n", "missing required key `to`");
+    assert_error("cpumap: { cpus: [0, »64] }\n", "a CPU number in 0..64");
+    assert_error("cpumap: { cpus: [1, »1] }\n", "CPU 1 is listed twice");
+    assert_error("cpumap: { cpus: »[] }\n", "at least one CPU");
+    assert_error("cpumap: { queue_size: »0 }\n", "a queue size in 1..=16384");
+}

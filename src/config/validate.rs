@@ -26,6 +26,8 @@ use super::{ScrubConfig, MIN_SCRUB_MSS, MIN_SCRUB_TTL};
 use crate::feeds::domains::{normalize_domain, DnsAction, DomainFormat};
 use crate::feeds::TiAction;
 
+mod lb;
+
 const TOP_KEYS: &[&str] = &[
     "interfaces",
     "xdp_mode",
@@ -41,6 +43,9 @@ const TOP_KEYS: &[&str] = &[
     "ips",
     "scrub",
     "dns",
+    "loadbalancer",
+    "mirror",
+    "cpumap",
 ];
 const CONNTRACK_KEYS: &[&str] = &[
     "enabled",
@@ -537,9 +542,18 @@ impl Checker<'_> {
             ips: IpsConfig::default(),
             scrub: fields.section("scrub").map(|n| self.scrub(n)),
             dns: fields.section("dns").map(|n| self.dns(n)),
+            loadbalancer: fields
+                .section("loadbalancer")
+                .map(|n| self.loadbalancer(n))
+                .unwrap_or_default(),
+            mirror: fields.section("mirror").and_then(|n| self.mirror(n)),
+            cpumap: fields.section("cpumap").and_then(|n| self.cpumap(n)),
         };
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);
+        }
+        if let (Some(n), Some(_)) = (fields.section("mirror"), &config.mirror) {
+            self.mirror_services_exist(n, &config.loadbalancer);
         }
         if let Some(n) = fields.section("ips") {
             config.ips = self.ips(n, &config.firewall.aliases);

@@ -183,6 +183,12 @@ impl Replay {
             crate::abi::xdp_stage::XDP_STAGE_RATELIMIT,
             ratelimit.enabled(),
         )?;
+        if !cfg.loadbalancer.services.is_empty() {
+            // no mirror port and no CPU steering offline: only the backend choice and rewrite
+            let state = crate::lb::LbState::new(cfg.loadbalancer.clone());
+            dp.lb_maps()?.sync(&state.views())?;
+            dp.set_stage(crate::abi::xdp_stage::XDP_STAGE_LB, true)?;
+        }
         crate::daemon::apply_tc_stages(&dp, &dp.conntrack_maps()?, cfg)?;
         if crate::intel::enabled(&cfg.threatintel) {
             let set = load_feeds(cfg)?;

@@ -5,7 +5,7 @@
 use libbpf_rs::skel::Skel;
 use libbpf_rs::Object;
 
-use crate::abi::{ct_stat, dns_stat, fw_stat, rl_stat, scrub_stat, ti_stat};
+use crate::abi::{ct_stat, dns_stat, fw_stat, lb_stat, rl_stat, scrub_stat, ti_stat};
 use crate::loader::Dataplane;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +124,31 @@ pub static STAGES: &[Stage] = &[
             ),
         ],
         event_types: &["ratelimit", "ddos"],
+        rules: Rules::Events,
+    },
+    Stage {
+        name: "lb",
+        hook: Hook::Xdp,
+        object: |dp| dp.lb.object(),
+        stats_map: "lb_stats",
+        slots_total: lb_stat::LB_STAT_COUNT.0,
+        seen: lb_stat::LB_STAT_SEEN.0,
+        slots: &[
+            slot(lb_stat::LB_STAT_MISS.0, "miss", Hidden),
+            slot(lb_stat::LB_STAT_FORWARDED.0, "forwarded", Decides),
+            slot(
+                lb_stat::LB_STAT_FORWARDED_STACK.0,
+                "forwarded_stack",
+                Decides,
+            ),
+            slot(lb_stat::LB_STAT_NO_BACKEND.0, "no_backend", Decides),
+            slot(lb_stat::LB_STAT_REPLY.0, "reply", Decides),
+            slot(lb_stat::LB_STAT_REPLY_LOCAL.0, "reply_local", Note),
+            slot(lb_stat::LB_STAT_UNSUPPORTED.0, "unsupported", Note),
+            slot(lb_stat::LB_STAT_MIRRORED.0, "mirrored", Note),
+            slot(lb_stat::LB_STAT_STEERED.0, "steered", Note),
+        ],
+        event_types: &[],
         rules: Rules::Events,
     },
     Stage {
