@@ -15,5 +15,6 @@
 #include "abi/ratelimit.h"
 #include "abi/threatintel.h"
 #include "abi/scrub.h"
+#include "abi/ids.h"
 
 #endif

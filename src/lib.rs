@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod events;
 pub mod features;
 pub mod feeds;
+pub mod ids;
 pub mod intel;
 pub mod ips;
 pub mod links;

@@ -30,3 +30,7 @@ pub mod tc_threatintel {
 pub mod tc_scrub {
     include!(concat!(env!("OUT_DIR"), "/tc_scrub.skel.rs"));
 }
+
+pub mod tc_ids {
+    include!(concat!(env!("OUT_DIR"), "/tc_ids.skel.rs"));
+}

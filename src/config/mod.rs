@@ -88,6 +88,29 @@ pub struct Config {
     pub ips: IpsConfig,
     /// `scrub`: tc_scrub's normalisation; None (no section) keeps the stage off
     pub scrub: Option<ScrubConfig>,
+    /// `ids`: tc_ids's signatures; None (no section) keeps the stage off
+    pub ids: Option<IdsConfig>,
+}
+
+/// `ids`: the signature IDS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdsConfig {
+    /// `sampling`: the share of alerts reported (0.0..=1.0); drops are never sampled
+    pub sampling: f64,
+    /// `rules`, file order
+    pub rules: Vec<crate::ids::IdsRule>,
+    /// `suricata_rules`: rule files, read when the config is applied
+    pub suricata_rules: Vec<crate::ids::RuleFile>,
+}
+
+impl Default for IdsConfig {
+    fn default() -> Self {
+        IdsConfig {
+            sampling: 1.0,
+            rules: Vec::new(),
+            suricata_rules: Vec::new(),
+        }
+    }
 }
 
 pub const MAX_FEEDS: usize = 256;

@@ -3,6 +3,7 @@
 pub mod blacklist;
 pub mod conntrack;
 pub mod firewall;
+pub mod ids;
 pub mod ratelimit;
 pub mod scrub;
 pub mod threatintel;
