@@ -138,6 +138,45 @@ pub struct EveEvent {
     /// threat-intel events: the indicator that matched (the daemon fills it from its IOC set)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threatintel: Option<TiMatch>,
+    /// IDS alerts: the signature (filled from the rule table of the event's generation)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<IdsAlert>,
+}
+
+/// What an IDS event matched, as Suricata's EVE `alert` object names it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct IdsAlert {
+    /// `allowed` (alert rule) or `blocked` (drop rule)
+    pub action: &'static str,
+    /// the rule's sid, 0 when it has none
+    pub signature_id: u32,
+    pub rev: u32,
+    /// the rule's msg, else its id
+    pub signature: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// the config id, or `sid:N` for imported rules
+    pub rule: String,
+    /// where the rule was written (file:line)
+    pub origin: String,
+}
+
+impl IdsAlert {
+    pub fn of(rule: &crate::ids::IdsRule, action: &str) -> IdsAlert {
+        IdsAlert {
+            action: if action == "drop" {
+                "blocked"
+            } else {
+                "allowed"
+            },
+            signature_id: rule.sid.unwrap_or(0),
+            rev: rule.rev.unwrap_or(0),
+            signature: rule.msg.clone().unwrap_or_else(|| rule.id.clone()),
+            category: rule.classtype.clone(),
+            rule: rule.id.clone(),
+            origin: rule.origin.clone(),
+        }
+    }
 }
 
 /// What a threat-intel event matched.
@@ -164,6 +203,8 @@ pub enum RuleSpace {
     Guard,
     /// threat-intel feeds by id
     Feed,
+    /// IDS rules by rank
+    Ids,
 }
 
 /// `rule_name` resolves the kernel's (space, generation, index) to the operator's id.
@@ -183,6 +224,7 @@ pub fn decode(
         event_kind::EVENT_DDOS_ICMP => ("ddos", RuleSpace::Guard, "icmp_flood"),
         event_kind::EVENT_DDOS_AMP => ("ddos", RuleSpace::Guard, "amplification"),
         event_kind::EVENT_TI_MATCH => ("threatintel", RuleSpace::Feed, "ioc"),
+        event_kind::EVENT_IDS_ALERT => ("alert", RuleSpace::Ids, "signature"),
         _ => ("unknown", RuleSpace::Firewall, "unknown"),
     };
     let action = match event_action(u32::from(ev.action)) {
@@ -210,6 +252,7 @@ pub fn decode(
         vlan: (ev.vlan_id != 0).then_some(ev.vlan_id),
         cpu: ev.cpu,
         threatintel: None,
+        alert: None,
     })
 }
 

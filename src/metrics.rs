@@ -64,6 +64,8 @@ const CT_EVICTED: &str = "ebpfsentinel_conntrack_evicted_total";
 const CT_ENTRIES: &str = "ebpfsentinel_conntrack_entries";
 const SCRUB_SEEN: &str = "ebpfsentinel_scrub_packets_seen_total";
 const SCRUB_REWRITES: &str = "ebpfsentinel_scrub_rewrites_total";
+const IDS_PACKETS: &str = "ebpfsentinel_ids_packets_total";
+const IDS_RULES: &str = "ebpfsentinel_ids_rules";
 const TI_PACKETS: &str = "ebpfsentinel_threatintel_packets_total";
 const TI_SEEN: &str = "ebpfsentinel_threatintel_packets_seen_total";
 const TI_EVENTS_DROPPED: &str = "ebpfsentinel_threatintel_events_dropped_total";
@@ -285,6 +287,28 @@ impl Scrub {
     }
 }
 
+/// tc_ids in a [`Snapshot`]; the snapshot has none while the `ids` section is absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ids {
+    /// per enum ids_stat slot, summed over CPUs
+    pub stats: [u64; crate::abi::IDS_STAT_COUNT],
+    /// rules of the active generation
+    pub rules: u64,
+}
+
+impl Ids {
+    pub fn read(maps: &crate::maps::ids::IdsMaps, rules: usize) -> Result<Ids> {
+        Ok(Ids {
+            stats: maps.stats().context("reading ids_stats")?,
+            rules: rules as u64,
+        })
+    }
+
+    pub fn stat(&self, stat: crate::maps::ids::ids_stat) -> u64 {
+        self.stats.get(stat.0 as usize).copied().unwrap_or(0)
+    }
+}
+
 /// The IPS blacklist in a [`Snapshot`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Blacklist {
@@ -421,6 +445,8 @@ pub struct Snapshot {
     pub blacklist: Option<Blacklist>,
     /// None while scrubbing is off: no scrub metrics then
     pub scrub: Option<Scrub>,
+    /// None while the IDS is off: no IDS metrics then
+    pub ids: Option<Ids>,
 }
 
 impl Snapshot {
@@ -468,6 +494,7 @@ impl Snapshot {
             threatintel: None,
             blacklist: None,
             scrub: None,
+            ids: None,
         })
     }
 
@@ -625,6 +652,11 @@ pub fn fill_levels(rs: &CompiledRuleset) -> Vec<MapFill> {
 }
 
 fn describe() {
+    describe_counter!(
+        IDS_PACKETS,
+        "Packets by what tc_ids did with them: seen (TCP/UDP looked at), candidate (some rule listed for its ports), payload_truncated (longer than the scanned bytes), match_alert (one per alert rule and packet), match_drop, sampled_out (alerts not reported, ids.sampling), events_sent, events_dropped (ring over 3/4 full), payload_load_failed (kernel ids_stats, summed over CPUs)."
+    );
+    describe_gauge!(IDS_RULES, "Signatures tc_ids matches (active generation).");
     describe_counter!(
         SCRUB_SEEN,
         "Packets tc_scrub looked at (kernel scrub_stats, summed over CPUs)."
@@ -803,6 +835,13 @@ impl Publisher {
         }
         if let Some(sc) = &snap.scrub {
             publish_scrub(sc);
+        }
+        if let Some(ids) = &snap.ids {
+            use crate::maps::ids::{stat_name, IDS_STATS};
+            for stat in IDS_STATS {
+                counter!(IDS_PACKETS, "what" => stat_name(stat)).absolute(ids.stat(stat));
+            }
+            gauge!(IDS_RULES).set(ids.rules as f64);
         }
         if let Some(bl) = &snap.blacklist {
             gauge!(IPS_ENTRIES).set(bl.entries as f64);
@@ -1155,6 +1194,7 @@ mod tests {
             threatintel: None,
             blacklist: None,
             scrub: None,
+            ids: None,
         }
     }
 

@@ -29,5 +29,19 @@ pub fn execute(args: CheckArgs) -> Result<Outcome> {
         rs.bitmaps.len(),
         rl.policies.len(),
     );
+    if let Some((ids, reports)) = crate::daemon::compile_ids(&cfg)? {
+        println!(
+            "ids: {} signatures on {} (protocol, port) keys, sampling {}",
+            ids.rules.len(),
+            ids.index.len(),
+            ids.sampling
+        );
+        for r in &reports {
+            println!("{}", r.summary());
+        }
+        for (rule, why) in &ids.refused {
+            println!("{}: {} refused: {why}", rule.origin, rule.id);
+        }
+    }
     Ok(Outcome::Ok)
 }
