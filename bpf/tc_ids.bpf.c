@@ -24,7 +24,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, ES_GENERATIONS * IDS_MAX_RULES);
+	__uint(max_entries, ES_GENERATIONS *IDS_MAX_RULES);
 	__type(key, __u32);
 	__type(value, struct ids_rule);
 } ids_rules SEC(".maps");
@@ -64,8 +64,8 @@ enum ids_rule_flags _ids_rule_flags_btf;
 enum ids_settings_flags _ids_settings_flags_btf;
 enum ids_stat _ids_stat_btf;
 
-#define ONES  0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
+#define ONES    0x0101010101010101ULL
+#define HIGHS   0x8080808080808080ULL
 #define NO_RANK 0xffffffff
 
 static __always_inline void ids_count(__u32 stat)
@@ -90,12 +90,14 @@ static __always_inline __u64 fold_lower(__u64 w, __u64 fold)
 struct ids_scan {
 	const __u8 *buf;
 	const struct ids_content *c;
-	__u64 first; /* the first byte in every lane */
-	__u64 fold;  /* all ones for a nocase content */
-	__u32 start;
+	__u64 first;  /* the first byte in every lane */
+	__u64 second; /* the second byte in every lane */
+	/* HIGHS for a one-byte content (every lane passes the second-byte test), else 0 */
+	__u64 second_any;
+	__u64 fold; /* all ones for a nocase content */
+	__u64 next; /* where the scan goes on */
 	__u32 last; /* the last start position that leaves room for the content */
 	__u32 found;
-	__u32 pad;
 };
 
 /*
@@ -117,13 +119,16 @@ static __always_inline bool ids_cmp(const __u8 *buf, __u64 pos, const struct ids
 	return diff == 0;
 }
 
-/* bpf_loop callback: the eight start positions from start + 8 * index */
-static long ids_block(__u64 index, void *ctx)
+/*
+ * bpf_loop callback, one step of the scan from sc->next: the eight positions there hold no
+ * candidate (skip them), or the first candidate is compared (and the scan resumes after it).
+ * No loop inside: the verifier walks one straight path per step.
+ */
+static long ids_step(__u64 index, void *ctx)
 {
 	struct ids_scan *sc = ctx;
 	const __u8 *buf = sc->buf;
-	__u64 pos0 = sc->start + index * 8, pos, w, m;
-	__u32 k;
+	__u64 pos0 = sc->next, pos, w, w2, m;
 
 	/* last <= IDS_SCAN_BYTES - 1: the masks only tell the verifier so */
 	_Static_assert(IDS_SCAN_BYTES == 1024, "position mask");
@@ -131,20 +136,26 @@ static long ids_block(__u64 index, void *ctx)
 		return 1;
 	VERIFIER_MASK(pos0, 1023);
 	w = fold_lower(*(const __u64 *)(buf + pos0), sc->fold) ^ sc->first;
-	/* a high bit for each zero byte (false positives above a true one are re-checked) */
+	w2 = fold_lower(*(const __u64 *)(buf + pos0 + 1), sc->fold) ^ sc->second;
+	/*
+	 * A high bit for each lane where the first two bytes agree (false positives above a true
+	 * one are re-checked by the compare).
+	 */
 	m = (w - ONES) & ~w & HIGHS;
-#pragma clang loop unroll(disable)
-	for (k = 0; k < 8 && m; k++) {
-		pos = pos0 + (ctz64(m) >> 3);
-		m &= m - 1;
-		if (pos > sc->last)
-			return 1;
-		VERIFIER_MASK(pos, 1023);
-		if (ids_cmp(buf, pos, sc->c, sc->fold)) {
-			sc->found = 1;
-			return 1;
-		}
+	m &= ((w2 - ONES) & ~w2 & HIGHS) | sc->second_any;
+	if (!m) {
+		sc->next = pos0 + 8;
+		return 0;
 	}
+	pos = pos0 + (ctz64(m) >> 3);
+	if (pos > sc->last)
+		return 1;
+	VERIFIER_MASK(pos, 1023);
+	if (ids_cmp(buf, pos, sc->c, sc->fold)) {
+		sc->found = 1;
+		return 1;
+	}
+	sc->next = pos + 1;
 	return 0;
 }
 
@@ -152,22 +163,26 @@ static long ids_block(__u64 index, void *ctx)
 static __always_inline bool ids_find(const __u8 *buf, __u32 n, const struct ids_content *c)
 {
 	struct ids_scan sc = {};
-	__u32 end, len = c->len;
+	__u32 start, end, len = c->len;
 
 	if (len == 0 || len > IDS_MAX_PATTERN)
 		return false;
-	sc.start = c->offset;
-	end = c->depth ? sc.start + c->depth : n;
+	start = c->offset;
+	end = c->depth ? start + c->depth : n;
 	if (end > n)
 		end = n;
-	if (end < sc.start + len)
+	if (end < start + len)
 		return false;
+	sc.next = start;
 	sc.last = end - len;
 	sc.buf = buf;
 	sc.c = c;
 	sc.fold = c->flags & IDS_C_NOCASE ? ~0ULL : 0;
 	sc.first = (c->words[0] & 0xff) * ONES;
-	bpf_loop((sc.last - sc.start) / 8 + 1, ids_block, &sc, 0);
+	sc.second = ((c->words[0] >> 8) & 0xff) * ONES;
+	sc.second_any = len < 2 ? HIGHS : 0;
+	/* every step moves on by one position at least */
+	bpf_loop(sc.last - start + 1, ids_step, &sc, 0);
 	return sc.found;
 }
 
@@ -267,8 +282,7 @@ found:
 }
 
 /* Copies up to IDS_SCAN_BYTES of the transport payload; returns how many, 0 for none. */
-static __always_inline __u32 ids_load_payload(struct __sk_buff *skb, const struct pkt *p,
-					      __u8 *buf)
+static __always_inline __u32 ids_load_payload(struct __sk_buff *skb, const struct pkt *p, __u8 *buf)
 {
 	__u32 hlen = 8, plen;
 	__u64 n;
@@ -301,10 +315,10 @@ static __always_inline __u32 ids_load_payload(struct __sk_buff *skb, const struc
 static __always_inline void ids_report(struct __sk_buff *skb, const struct pkt *p, __u32 gen,
 				       __u32 rank, __u8 action)
 {
-	ids_count(emit_packet_event(skb->ifindex, p, EVENT_IDS_ALERT, action,
-				    EVENT_RULE(gen, rank)) ?
-			  IDS_STAT_EVENTS_SENT :
-			  IDS_STAT_EVENTS_DROPPED);
+	ids_count(
+		emit_packet_event(skb->ifindex, p, EVENT_IDS_ALERT, action, EVENT_RULE(gen, rank)) ?
+			IDS_STAT_EVENTS_SENT :
+			IDS_STAT_EVENTS_DROPPED);
 }
 
 static __always_inline int ids_stage(struct __sk_buff *skb)

@@ -116,13 +116,11 @@ pub const CT_STATE_COUNT: usize = ct_state::CT_STATE_COUNT.0 as usize;
 pub const TI_STAT_COUNT: usize = ti_stat::TI_STAT_COUNT.0 as usize;
 
 const _: () = assert!(std::mem::size_of::<ids_key>() == 8);
-const _: () = assert!(
-    std::mem::size_of::<ids_bucket>() == 2 + 2 * ids_limits::IDS_MAX_PER_KEY.0 as usize
-);
+const _: () =
+    assert!(std::mem::size_of::<ids_bucket>() == 2 + 2 * ids_limits::IDS_MAX_PER_KEY.0 as usize);
 const _: () = assert!(std::mem::size_of::<ids_content>() == 136);
-const _: () = assert!(
-    std::mem::size_of::<ids_rule>() == 16 + 136 * ids_limits::IDS_MAX_CONTENTS.0 as usize
-);
+const _: () =
+    assert!(std::mem::size_of::<ids_rule>() == 16 + 136 * ids_limits::IDS_MAX_CONTENTS.0 as usize);
 const _: () = assert!(std::mem::size_of::<ids_settings>() == 16);
 /// Slots of the per-CPU ids_stats array.
 pub const IDS_STAT_COUNT: usize = ids_stat::IDS_STAT_COUNT.0 as usize;

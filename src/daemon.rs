@@ -99,7 +99,12 @@ pub fn compile(cfg: &Config) -> Result<(CompiledRuleset, CompiledRateLimit)> {
 /// fit is an error; an imported one is refused and reported.
 pub fn compile_ids(
     cfg: &Config,
-) -> Result<Option<(crate::ids::CompiledIds, Vec<crate::ids::suricata::FileReport>)>> {
+) -> Result<
+    Option<(
+        crate::ids::CompiledIds,
+        Vec<crate::ids::suricata::FileReport>,
+    )>,
+> {
     let Some(section) = &cfg.ids else {
         return Ok(None);
     };
@@ -298,7 +303,9 @@ pub(crate) fn spawn_event_reader(
                     .find(|(rank, _)| *rank == index)
                     .map(|(_, n)| n.clone()),
                 events::RuleSpace::Feed => names.feeds.get(usize::from(index)).cloned(),
-                events::RuleSpace::Ids => names.ids[g].get(usize::from(index)).map(|r| r.id.clone()),
+                events::RuleSpace::Ids => {
+                    names.ids[g].get(usize::from(index)).map(|r| r.id.clone())
+                }
             }
         };
         let decoded = events::decode(data, &clock, named).map(|mut ev| {
@@ -522,7 +529,10 @@ impl Daemon {
     /// new generation are named first), or turns the stage off.
     fn apply_ids(
         &mut self,
-        ids: Option<(crate::ids::CompiledIds, Vec<crate::ids::suricata::FileReport>)>,
+        ids: Option<(
+            crate::ids::CompiledIds,
+            Vec<crate::ids::suricata::FileReport>,
+        )>,
     ) -> Result<()> {
         let Some((compiled, reports)) = ids else {
             self.ids_rules = 0;

@@ -324,7 +324,10 @@ impl Dataplane {
         let mut open_ids = TcIdsSkelBuilder::default()
             .open(storage)
             .context("opening the tc_ids object")?;
-        open_ids.maps.events.reuse_fd(firewall.maps.events.as_fd())?;
+        open_ids
+            .maps
+            .events
+            .reuse_fd(firewall.maps.events.as_fd())?;
         open_ids
             .maps
             .xdp_chain

@@ -53,7 +53,11 @@ impl Ids {
         let section = cfg.ids.expect("an ids section");
         let rs = ids::load(&section, cfg.conntrack.enabled).expect("rule files");
         self.compiled = ids::compile(&rs.rules, rs.sampling);
-        assert!(self.compiled.refused.is_empty(), "{:?}", self.compiled.refused);
+        assert!(
+            self.compiled.refused.is_empty(),
+            "{:?}",
+            self.compiled.refused
+        );
         self.maps.apply(&self.compiled).expect("apply");
     }
 
@@ -113,9 +117,18 @@ fn drops_the_marker_and_passes_the_rest() {
         return;
     }
     let ids = Ids::new(EVIL);
-    assert_eq!(ids.verdict(&tcp4(7777, b"GET / X-EVIL-MARKER\r\n")), TC_SHOT);
-    assert_eq!(ids.verdict(&tcp4(7777, b"GET / X-GOOD-MARKER\r\n")), TC_NEXT);
-    assert_eq!(ids.verdict(&tcp4(7778, b"GET / X-EVIL-MARKER\r\n")), TC_NEXT);
+    assert_eq!(
+        ids.verdict(&tcp4(7777, b"GET / X-EVIL-MARKER\r\n")),
+        TC_SHOT
+    );
+    assert_eq!(
+        ids.verdict(&tcp4(7777, b"GET / X-GOOD-MARKER\r\n")),
+        TC_NEXT
+    );
+    assert_eq!(
+        ids.verdict(&tcp4(7778, b"GET / X-EVIL-MARKER\r\n")),
+        TC_NEXT
+    );
     assert_eq!(ids.stat(ids_stat::IDS_STAT_SEEN), 3);
     assert_eq!(ids.stat(ids_stat::IDS_STAT_CANDIDATE), 2);
     assert_eq!(ids.stat(ids_stat::IDS_STAT_MATCH_DROP), 1);
@@ -146,7 +159,9 @@ impl Events {
                     .get(r as usize)
                     .map(|rule| ebpfsentinel::events::IdsAlert::of(rule, ev.action));
             }
-            sink.lock().unwrap().push(serde_json::to_value(&ev).unwrap());
+            sink.lock()
+                .unwrap()
+                .push(serde_json::to_value(&ev).unwrap());
             0
         })
         .unwrap();
@@ -183,13 +198,36 @@ ids:
 "#,
     );
     for v6 in [false, true] {
-        assert_eq!(ids.verdict(&tcp(v6, 40000, 7777, b"..X-EVIL-MARKER..")), TC_SHOT, "v6 {v6}");
-        assert_eq!(ids.verdict(&tcp(v6, 40000, 7777, b"..X-EVIL-MARKEr..")), TC_NEXT, "v6 {v6}");
+        assert_eq!(
+            ids.verdict(&tcp(v6, 40000, 7777, b"..X-EVIL-MARKER..")),
+            TC_SHOT,
+            "v6 {v6}"
+        );
+        assert_eq!(
+            ids.verdict(&tcp(v6, 40000, 7777, b"..X-EVIL-MARKEr..")),
+            TC_NEXT,
+            "v6 {v6}"
+        );
     }
-    assert_eq!(ids.verdict(&udp4(53, b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03evil\x03com\x00\x00\x01\x00\x01")), TC_SHOT);
-    assert_eq!(ids.verdict(&udp4(53, b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04good\x03com\x00\x00\x01\x00\x01")), TC_NEXT);
+    assert_eq!(
+        ids.verdict(&udp4(
+            53,
+            b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03evil\x03com\x00\x00\x01\x00\x01"
+        )),
+        TC_SHOT
+    );
+    assert_eq!(
+        ids.verdict(&udp4(
+            53,
+            b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04good\x03com\x00\x00\x01\x00\x01"
+        )),
+        TC_NEXT
+    );
     // a TCP packet to the UDP rule's port is not a candidate
-    assert_eq!(ids.verdict(&tcp(false, 40000, 53, b"\x03evil\x03com\x00")), TC_NEXT);
+    assert_eq!(
+        ids.verdict(&tcp(false, 40000, 53, b"\x03evil\x03com\x00")),
+        TC_NEXT
+    );
     assert_eq!(ids.stat(ids_stat::IDS_STAT_SEEN), 7);
     assert_eq!(ids.stat(ids_stat::IDS_STAT_CANDIDATE), 6);
     assert_eq!(ids.stat(ids_stat::IDS_STAT_MATCH_DROP), 3);
@@ -210,14 +248,18 @@ ids:
 "#,
     );
     let cases = [
-        (4, TC_SHOT),  // first byte of the window
-        (8, TC_SHOT),  // ends on its last byte
-        (3, TC_NEXT),  // starts before the offset
-        (9, TC_NEXT),  // ends past offset + depth
+        (4, TC_SHOT), // first byte of the window
+        (8, TC_SHOT), // ends on its last byte
+        (3, TC_NEXT), // starts before the offset
+        (9, TC_NEXT), // ends past offset + depth
         (0, TC_NEXT),
     ];
     for (pos, verdict) in cases {
-        assert_eq!(ids.verdict(&tcp4(80, &at(40, pos, b"ABCD"))), verdict, "at {pos}");
+        assert_eq!(
+            ids.verdict(&tcp4(80, &at(40, pos, b"ABCD"))),
+            verdict,
+            "at {pos}"
+        );
     }
     // shorter than the window: the payload end bounds it
     assert_eq!(ids.verdict(&tcp4(80, b"....ABCD")), TC_SHOT);
@@ -236,12 +278,28 @@ ids:
   rules:
     - { id: nc, proto: tcp, dst_port: 80, content: "User-Agent: EviL[1]", nocase: true, action: drop }
     - { id: cs, proto: tcp, dst_port: 81, content: "Exact", action: drop }
+    - { id: one, proto: tcp, dst_port: 82, content: "Z", nocase: true, action: drop }
+    - { id: two, proto: tcp, dst_port: 83, content: "ab", action: drop }
 "#,
     );
-    assert_eq!(ids.verdict(&tcp4(80, b"GET /\r\nuser-agent: eVIl[1]\r\n")), TC_SHOT);
-    assert_eq!(ids.verdict(&tcp4(80, b"GET /\r\nUSER-AGENT: EVIL[1]\r\n")), TC_SHOT);
+    // one-byte contents, and a first byte that repeats just before the match
+    assert_eq!(ids.verdict(&tcp4(82, b"......z")), TC_SHOT);
+    assert_eq!(ids.verdict(&tcp4(82, b"......y")), TC_NEXT);
+    assert_eq!(ids.verdict(&tcp4(83, b"aaaaaaaaab")), TC_SHOT);
+    assert_eq!(ids.verdict(&tcp4(83, b"aaaaaaaaaa")), TC_NEXT);
+    assert_eq!(
+        ids.verdict(&tcp4(80, b"GET /\r\nuser-agent: eVIl[1]\r\n")),
+        TC_SHOT
+    );
+    assert_eq!(
+        ids.verdict(&tcp4(80, b"GET /\r\nUSER-AGENT: EVIL[1]\r\n")),
+        TC_SHOT
+    );
     // '[' and '{' differ by 0x20 too, but are not letters
-    assert_eq!(ids.verdict(&tcp4(80, b"GET /\r\nuser-agent: evil{1]\r\n")), TC_NEXT);
+    assert_eq!(
+        ids.verdict(&tcp4(80, b"GET /\r\nuser-agent: evil{1]\r\n")),
+        TC_NEXT
+    );
     assert_eq!(ids.verdict(&tcp4(81, b"xxExactxx")), TC_SHOT);
     assert_eq!(ids.verdict(&tcp4(81, b"xxexactxx")), TC_NEXT);
 }
@@ -265,11 +323,23 @@ ids:
         - { content: "|2f|bin|2f|sh" }
 "#,
     );
-    assert_eq!(ids.verdict(&tcp4(8080, b"POST /x HTTP/1.1\r\n\r\ncmd=/bin/sh")), TC_SHOT);
+    assert_eq!(
+        ids.verdict(&tcp4(8080, b"POST /x HTTP/1.1\r\n\r\ncmd=/bin/sh")),
+        TC_SHOT
+    );
     // any two of three
-    assert_eq!(ids.verdict(&tcp4(8080, b"POST /x HTTP/1.1\r\n\r\ncmd=/bin/ls")), TC_NEXT);
-    assert_eq!(ids.verdict(&tcp4(8080, b"GET /x HTTP/1.1\r\n\r\ncmd=/bin/sh")), TC_NEXT);
-    assert_eq!(ids.verdict(&tcp4(8080, b"POST /x HTTP/1.1\r\n\r\nexe=/bin/sh")), TC_NEXT);
+    assert_eq!(
+        ids.verdict(&tcp4(8080, b"POST /x HTTP/1.1\r\n\r\ncmd=/bin/ls")),
+        TC_NEXT
+    );
+    assert_eq!(
+        ids.verdict(&tcp4(8080, b"GET /x HTTP/1.1\r\n\r\ncmd=/bin/sh")),
+        TC_NEXT
+    );
+    assert_eq!(
+        ids.verdict(&tcp4(8080, b"POST /x HTTP/1.1\r\n\r\nexe=/bin/sh")),
+        TC_NEXT
+    );
     // order is not a condition (no distance/within in the subset)
     assert_eq!(ids.verdict(&tcp4(8080, b"POST /bin/sh?cmd=1")), TC_SHOT);
 }
@@ -313,10 +383,19 @@ ids:
 "#,
     );
     // ends on the last scanned byte
-    assert_eq!(ids.verdict(&tcp4(80, &at(1400, n - 8, b"TAILMARK"))), TC_SHOT);
+    assert_eq!(
+        ids.verdict(&tcp4(80, &at(1400, n - 8, b"TAILMARK"))),
+        TC_SHOT
+    );
     // straddles the end: not seen
-    assert_eq!(ids.verdict(&tcp4(80, &at(1400, n - 4, b"TAILMARK"))), TC_NEXT);
-    assert_eq!(ids.verdict(&tcp4(80, &at(1400, n + 100, b"TAILMARK"))), TC_NEXT);
+    assert_eq!(
+        ids.verdict(&tcp4(80, &at(1400, n - 4, b"TAILMARK"))),
+        TC_NEXT
+    );
+    assert_eq!(
+        ids.verdict(&tcp4(80, &at(1400, n + 100, b"TAILMARK"))),
+        TC_NEXT
+    );
     // a payload of exactly n bytes is not truncated
     assert_eq!(ids.verdict(&tcp4(80, &at(n, n - 8, b"TAILMARK"))), TC_SHOT);
     assert_eq!(ids.stat(ids_stat::IDS_STAT_TRUNCATED), 3);

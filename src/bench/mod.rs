@@ -4,6 +4,7 @@
 pub mod conntrack;
 pub mod events;
 pub mod firewall;
+pub mod ids;
 pub mod ratelimit;
 pub mod reload;
 pub mod threatintel;

@@ -1813,7 +1813,10 @@ fn ids_section() {
     assert_eq!(dns.contents[0].bytes, b"\x03evil");
     assert!(dns.contents[0].nocase);
     assert_eq!((dns.contents[0].offset, dns.contents[0].depth), (12, 40));
-    assert_eq!((dns.sid, dns.msg.as_deref()), (Some(7), Some("evil domain")));
+    assert_eq!(
+        (dns.sid, dns.msg.as_deref()),
+        (Some(7), Some("evil domain"))
+    );
     assert_eq!(
         ids.suricata_rules[0].path,
         Path::new("/etc/ebpfsentinel/rules/local.rules")

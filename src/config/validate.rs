@@ -605,7 +605,11 @@ impl Checker<'_> {
             if items.len() > crate::ids::MAX_RULES {
                 self.error(
                     n.pos,
-                    format!("{} rules exceed the limit of {}", items.len(), crate::ids::MAX_RULES),
+                    format!(
+                        "{} rules exceed the limit of {}",
+                        items.len(),
+                        crate::ids::MAX_RULES
+                    ),
                 );
             }
             let mut ids = HashMap::new();
@@ -647,7 +651,10 @@ impl Checker<'_> {
         } else {
             for key in ["nocase", "offset", "depth"] {
                 if let Some(k) = fields.key(key) {
-                    self.error(k.pos, format!("`{key}` modifies `content`, which is not set"));
+                    self.error(
+                        k.pos,
+                        format!("`{key}` modifies `content`, which is not set"),
+                    );
                 }
             }
         }
@@ -669,7 +676,11 @@ impl Checker<'_> {
         if contents.len() > crate::ids::MAX_CONTENTS {
             self.error(
                 node.pos,
-                format!("{} contents exceed the limit of {}", contents.len(), crate::ids::MAX_CONTENTS),
+                format!(
+                    "{} contents exceed the limit of {}",
+                    contents.len(),
+                    crate::ids::MAX_CONTENTS
+                ),
             );
         }
         let established = fields
@@ -688,7 +699,10 @@ impl Checker<'_> {
             id: id.unwrap_or_default(),
             sid: fields.get("sid").and_then(|n| self.number(n, u32::MAX)),
             rev: fields.get("rev").and_then(|n| self.number(n, u32::MAX)),
-            msg: fields.get("msg").and_then(|n| self.string(n)).map(str::to_owned),
+            msg: fields
+                .get("msg")
+                .and_then(|n| self.string(n))
+                .map(str::to_owned),
             classtype: None,
             origin: self.location(node.pos).to_string(),
             action: fields
@@ -710,7 +724,10 @@ impl Checker<'_> {
             return None;
         }
         if rule.src_ports.is_none() && rule.dst_ports.is_none() {
-            self.error(node.pos, "an IDS rule needs `dst_port` or `src_port`: tc_ids indexes rules by port");
+            self.error(
+                node.pos,
+                "an IDS rule needs `dst_port` or `src_port`: tc_ids indexes rules by port",
+            );
             return None;
         }
         if let Err(why) = rule.placement() {

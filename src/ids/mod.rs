@@ -93,10 +93,7 @@ pub struct Placement {
 const ANY_RANGE: (u16, u16) = (0, u16::MAX);
 
 fn port_count(ranges: &[(u16, u16)]) -> usize {
-    ranges
-        .iter()
-        .map(|(lo, hi)| usize::from(hi - lo) + 1)
-        .sum()
+    ranges.iter().map(|(lo, hi)| usize::from(hi - lo) + 1).sum()
 }
 
 fn expand(ranges: &[(u16, u16)]) -> Vec<u16> {
@@ -124,13 +121,17 @@ fn place_one(src: &Ports, dst: &Ports) -> Result<Placement, String> {
     match (src, dst) {
         (_, Some(d)) if small(dst) => Ok(Placement {
             keys: keyed(ids_side::IDS_SIDE_DST, d),
-            sport: as_filter(src).ok_or("source ports: only one range can be checked besides a destination port list")?,
+            sport: as_filter(src).ok_or(
+                "source ports: only one range can be checked besides a destination port list",
+            )?,
             dport: ANY_RANGE,
         }),
         (Some(s), _) if small(src) => Ok(Placement {
             keys: keyed(ids_side::IDS_SIDE_SRC, s),
             sport: ANY_RANGE,
-            dport: as_filter(dst).ok_or("destination ports: only one range can be checked besides a source port list")?,
+            dport: as_filter(dst).ok_or(
+                "destination ports: only one range can be checked besides a source port list",
+            )?,
         }),
         _ => Ok(Placement {
             keys: vec![(ids_side::IDS_SIDE_ANY, 0)],

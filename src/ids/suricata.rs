@@ -122,9 +122,11 @@ pub fn parse_file(text: &str, path: &Path, conntrack: bool) -> FileReport {
             .refused
             .entry("continued past the end of the file".into())
             .or_default() += 1;
-        report
-            .refused_rules
-            .push((start, sid_of(&body), "continued past the end of the file".into()));
+        report.refused_rules.push((
+            start,
+            sid_of(&body),
+            "continued past the end of the file".into(),
+        ));
     }
     let mut seen = BTreeMap::new();
     let mut kept = Vec::new();
@@ -292,9 +294,7 @@ type Refusal = (Option<u32>, String);
 fn parse_rule(body: &str, path: &Path, line: usize, conntrack: bool) -> Result<IdsRule, Refusal> {
     let sid = sid_of(body);
     let no = |why: String| (sid, why);
-    let open = body
-        .find('(')
-        .ok_or_else(|| no("no option list".into()))?;
+    let open = body.find('(').ok_or_else(|| no("no option list".into()))?;
     let close = body
         .rfind(')')
         .filter(|&c| c > open)
@@ -424,10 +424,7 @@ fn parse_rule(body: &str, path: &Path, line: usize, conntrack: bool) -> Result<I
         super::check_content(c).map_err(no)?;
     }
     if rule.contents.len() > super::MAX_CONTENTS {
-        return Err(no(format!(
-            "more than {} contents",
-            super::MAX_CONTENTS
-        )));
+        return Err(no(format!("more than {} contents", super::MAX_CONTENTS)));
     }
     let placement = rule.placement().map_err(no)?;
     if let Some(flow) = flow_dir {

@@ -29,8 +29,14 @@ fn a_rule_of_the_subset_parses_whole() {
     assert_eq!(r.msg.as_deref(), Some("T \"q\" a;b"));
     assert_eq!(r.classtype.as_deref(), Some("web-application-attack"));
     assert_eq!(r.origin, "t.rules:1");
-    assert_eq!((r.action, r.proto, r.established), (IdsAction::Alert, 6, true));
-    assert_eq!(r.dst_ports, Some(vec![(80, 80), (8080, 8080), (8000, 8002)]));
+    assert_eq!(
+        (r.action, r.proto, r.established),
+        (IdsAction::Alert, 6, true)
+    );
+    assert_eq!(
+        r.dst_ports,
+        Some(vec![(80, 80), (8080, 8080), (8000, 8002)])
+    );
     assert_eq!(r.contents.len(), 2);
     assert_eq!(r.contents[0].bytes, b"GET  /");
     assert_eq!((r.contents[0].offset, r.contents[0].depth), (0, 6));
@@ -75,7 +81,10 @@ fn rules_outside_the_subset_are_refused_with_the_reason() {
         Path::new("t.rules"),
         false,
     );
-    assert_eq!(r.refused_rules[0].2.split(' ').next(), Some("flow:established"));
+    assert_eq!(
+        r.refused_rules[0].2.split(' ').next(),
+        Some("flow:established")
+    );
 }
 
 #[test]
@@ -95,7 +104,10 @@ fn wide_ports_become_filters_and_source_ports_keys() {
     );
     let r = one("alert tcp any 1:1023 -> any $HTTP_PORTS (content:\"a\"; sid:4;)").unwrap();
     let p = r.placement().unwrap();
-    assert_eq!((p.keys.clone(), p.sport), (vec![(ids_side::IDS_SIDE_DST, 80)], (1, 1023)));
+    assert_eq!(
+        (p.keys.clone(), p.sport),
+        (vec![(ids_side::IDS_SIDE_DST, 80)], (1, 1023))
+    );
 }
 
 #[test]
@@ -131,12 +143,20 @@ fn content_records_are_words_and_masks() {
 #[test]
 fn a_full_port_refuses_the_rest() {
     let rules: Vec<IdsRule> = (0..MAX_PER_KEY + 2)
-        .map(|i| one(&format!("alert tcp any any -> any 80 (content:\"a\"; sid:{};)", i + 1)).unwrap())
+        .map(|i| {
+            one(&format!(
+                "alert tcp any any -> any 80 (content:\"a\"; sid:{};)",
+                i + 1
+            ))
+            .unwrap()
+        })
         .collect();
     let c = compile(&rules, 1.0);
     assert_eq!(c.rules.len(), MAX_PER_KEY);
     assert_eq!(c.refused.len(), 2);
-    assert!(c.refused[0].1.contains("more than 128 rules on destination port 80"));
+    assert!(c.refused[0]
+        .1
+        .contains("more than 128 rules on destination port 80"));
 }
 
 /// The et-open files shipped with the lab: how many rules of each load, and why the others do
@@ -165,10 +185,16 @@ fn et_open_import_counts() {
     let scan = et_open("emerging-scan.rules", true);
     assert_eq!(scan.refused.get("app-layer protocol http"), Some(&190));
     assert_eq!(scan.refused.get("keyword flags"), Some(&21));
-    assert_eq!(scan.refused.get("protocol icmp (no ports to index by)"), Some(&12));
+    assert_eq!(
+        scan.refused.get("protocol icmp (no ports to index by)"),
+        Some(&12)
+    );
     // without conntrack, flow:established rules cannot be honoured
     let scan = et_open("emerging-scan.rules", false);
     assert_eq!(scan.loaded(), 9);
     let botcc = et_open("botcc.rules", true);
-    assert_eq!(botcc.refused.get("protocol ip (no ports to index by)"), Some(&12));
+    assert_eq!(
+        botcc.refused.get("protocol ip (no ports to index by)"),
+        Some(&12)
+    );
 }
