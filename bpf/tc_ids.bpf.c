@@ -119,35 +119,43 @@ static __always_inline bool ids_cmp(const __u8 *buf, __u64 pos, const struct ids
 	return diff == 0;
 }
 
+/* high bits of the lanes at p where the content's first two bytes are */
+static __always_inline __u64 ids_lanes(const __u8 *p, const struct ids_scan *sc)
+{
+	__u64 w = fold_lower(*(const __u64 *)p, sc->fold) ^ sc->first;
+	__u64 w2 = fold_lower(*(const __u64 *)(p + 1), sc->fold) ^ sc->second;
+
+	/* false positives above a true lane are re-checked by the compare */
+	return ((w - ONES) & ~w & HIGHS) & (((w2 - ONES) & ~w2 & HIGHS) | sc->second_any);
+}
+
 /*
- * bpf_loop callback, one step of the scan from sc->next: the eight positions there hold no
+ * bpf_loop callback, one step of the scan from sc->next: the sixteen positions there hold no
  * candidate (skip them), or the first candidate is compared (and the scan resumes after it).
- * No loop inside: the verifier walks one straight path per step.
+ * No loop inside: the verifier walks a few straight paths per step.
  */
 static long ids_step(__u64 index, void *ctx)
 {
 	struct ids_scan *sc = ctx;
 	const __u8 *buf = sc->buf;
-	__u64 pos0 = sc->next, pos, w, w2, m;
+	__u64 pos0 = sc->next, pos, m;
 
 	/* last <= IDS_SCAN_BYTES - 1: the masks only tell the verifier so */
 	_Static_assert(IDS_SCAN_BYTES == 1024, "position mask");
 	if (pos0 > sc->last)
 		return 1;
 	VERIFIER_MASK(pos0, 1023);
-	w = fold_lower(*(const __u64 *)(buf + pos0), sc->fold) ^ sc->first;
-	w2 = fold_lower(*(const __u64 *)(buf + pos0 + 1), sc->fold) ^ sc->second;
-	/*
-	 * A high bit for each lane where the first two bytes agree (false positives above a true
-	 * one are re-checked by the compare).
-	 */
-	m = (w - ONES) & ~w & HIGHS;
-	m &= ((w2 - ONES) & ~w2 & HIGHS) | sc->second_any;
-	if (!m) {
-		sc->next = pos0 + 8;
-		return 0;
+	m = ids_lanes(buf + pos0, sc);
+	if (m) {
+		pos = pos0 + (ctz64(m) >> 3);
+	} else {
+		m = ids_lanes(buf + pos0 + 8, sc);
+		if (!m) {
+			sc->next = pos0 + 16;
+			return 0;
+		}
+		pos = pos0 + 8 + (ctz64(m) >> 3);
 	}
-	pos = pos0 + (ctz64(m) >> 3);
 	if (pos > sc->last)
 		return 1;
 	VERIFIER_MASK(pos, 1023);
