@@ -404,8 +404,16 @@ ids:
     assert_eq!(ids.verdict(&tcp4(80, &at(1000, 990, b"TAILMARK"))), TC_SHOT);
     // every alignment against the 16-byte scan steps
     for pos in 0..48 {
-        assert_eq!(ids.verdict(&tcp4(80, &at(64, pos, b"TAILMARK"))), TC_SHOT, "at {pos}");
-        assert_eq!(ids.verdict(&tcp4(80, &at(64, pos, b"TAILMARX"))), TC_NEXT, "at {pos}");
+        assert_eq!(
+            ids.verdict(&tcp4(80, &at(64, pos, b"TAILMARK"))),
+            TC_SHOT,
+            "at {pos}"
+        );
+        assert_eq!(
+            ids.verdict(&tcp4(80, &at(64, pos, b"TAILMARX"))),
+            TC_NEXT,
+            "at {pos}"
+        );
     }
     let mut ts = vec![b'T'; 1000];
     ts[500..508].copy_from_slice(b"TAILMARK");
