@@ -10,6 +10,9 @@ use crate::config;
 pub struct CheckArgs {
     #[command(flatten)]
     config: ConfigArg,
+    /// Also list every IDS rule a rule file has that was refused: FILE:LINE sid N: REASON.
+    #[arg(long)]
+    ids_refused: bool,
 }
 
 pub fn execute(args: CheckArgs) -> Result<Outcome> {
@@ -38,6 +41,12 @@ pub fn execute(args: CheckArgs) -> Result<Outcome> {
         );
         for r in &reports {
             println!("{}", r.summary());
+            if args.ids_refused {
+                for (line, sid, why) in &r.refused_rules {
+                    let sid = sid.map_or_else(|| "no sid".to_string(), |s| format!("sid {s}"));
+                    println!("{}:{line}: {sid}: {why}", r.path.display());
+                }
+            }
         }
         for (rule, why) in &ids.refused {
             println!("{}: {} refused: {why}", rule.origin, rule.id);
