@@ -17,5 +17,6 @@
 #include "abi/scrub.h"
 #include "abi/dns.h"
 #include "abi/lb.h"
+#include "abi/ids.h"
 
 #endif

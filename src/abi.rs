@@ -11,6 +11,10 @@ pub use crate::skel::tc_dns::types::{
     dns_action, dns_blocked, dns_limits, dns_name, dns_query_event, dns_settings,
     dns_settings_flags, dns_stat,
 };
+pub use crate::skel::tc_ids::types::{
+    ids_action, ids_bucket, ids_content, ids_content_flags, ids_key, ids_limits, ids_rule,
+    ids_rule_flags, ids_settings, ids_settings_flags, ids_side, ids_stat,
+};
 pub use crate::skel::tc_scrub::types::{scrub_flags, scrub_settings, scrub_stat};
 pub use crate::skel::tc_threatintel::types::{
     ti_action, ti_bloom_fill_ctl, ti_bloom_key, ti_bloom_kind, ti_ioc, ti_limits, ti_lpm_v4_key,
@@ -51,6 +55,11 @@ plain!(
     lb_service,
     lb_service_key,
     lb_service_stats,
+    ids_bucket,
+    ids_content,
+    ids_key,
+    ids_rule,
+    ids_settings,
     scrub_settings,
     bench_addr,
     ct_entry,
@@ -122,6 +131,15 @@ pub const CT_STATE_COUNT: usize = ct_state::CT_STATE_COUNT.0 as usize;
 /// Slots of the per-CPU ti_stats array.
 pub const TI_STAT_COUNT: usize = ti_stat::TI_STAT_COUNT.0 as usize;
 
+const _: () = assert!(std::mem::size_of::<ids_key>() == 8);
+const _: () =
+    assert!(std::mem::size_of::<ids_bucket>() == 2 + 2 * ids_limits::IDS_MAX_PER_KEY.0 as usize);
+const _: () = assert!(std::mem::size_of::<ids_content>() == 136);
+const _: () =
+    assert!(std::mem::size_of::<ids_rule>() == 16 + 136 * ids_limits::IDS_MAX_CONTENTS.0 as usize);
+const _: () = assert!(std::mem::size_of::<ids_settings>() == 16);
+/// Slots of the per-CPU ids_stats array.
+pub const IDS_STAT_COUNT: usize = ids_stat::IDS_STAT_COUNT.0 as usize;
 const _: () = assert!(std::mem::size_of::<ti_bloom_key>() == 20);
 const _: () = assert!(std::mem::size_of::<ti_bloom_fill_ctl>() == 16);
 const _: () = assert!(std::mem::size_of::<ti_ioc>() == 8);

@@ -97,6 +97,28 @@ pub fn compile(cfg: &Config) -> Result<(CompiledRuleset, CompiledRateLimit)> {
     Ok((rs, rl))
 }
 
+/// The config's IDS signatures (its own rules and its rule files) placed for tc_ids, with the
+/// import report of each file; None without an `ids` section. A config rule that does not
+/// fit is an error; an imported one is refused and reported.
+pub fn compile_ids(
+    cfg: &Config,
+) -> Result<
+    Option<(
+        crate::ids::CompiledIds,
+        Vec<crate::ids::suricata::FileReport>,
+    )>,
+> {
+    let Some(section) = &cfg.ids else {
+        return Ok(None);
+    };
+    let rs = crate::ids::load(section, cfg.conntrack.enabled)?;
+    let compiled = crate::ids::compile(&rs.rules, rs.sampling);
+    if let Some((rule, why)) = compiled.refused.iter().find(|(r, _)| !r.imported) {
+        bail!("{}: IDS rule {}: {why}", rule.origin, rule.id);
+    }
+    Ok(Some((compiled, rs.reports)))
+}
+
 /// Rule and policy ids by generation, so that events decode with the ruleset that produced
 /// them.
 #[derive(Debug, Default)]
@@ -109,6 +131,8 @@ pub(crate) struct Names {
     pub feeds: Vec<String>,
     /// DNS blocklist feed ids by index (the kernel's list minus one)
     pub dns_feeds: Vec<String>,
+    /// IDS rules by rank
+    pub ids: [Arc<Vec<crate::ids::IdsRule>>; 2],
 }
 
 pub(crate) type RuleNames = Arc<RwLock<Names>>;
@@ -228,6 +252,17 @@ impl EventTaps {
                     reason: crate::ips::Reasons::feed_reason(&feed),
                 });
             }
+            ("alert", _) => {
+                let what = match &ev.alert {
+                    Some(a) if a.signature_id != 0 => format!("sid {}", a.signature_id),
+                    Some(a) => a.rule.clone(),
+                    None => ev.rule_id.clone().unwrap_or_default(),
+                };
+                let _ = self.detections.send(intel::Msg::Detection {
+                    src: ev.src_ip,
+                    reason: format!("ids {what}"),
+                });
+            }
             ("firewall", "drop") => {
                 let _ = self.detections.send(intel::Msg::Detection {
                     src: ev.src_ip,
@@ -240,6 +275,15 @@ impl EventTaps {
             _ => {}
         }
     }
+}
+
+/// The signature an IDS event names, from the rule table of the event's generation.
+pub(crate) fn ids_alert(names: &RuleNames, data: &[u8], action: &str) -> Option<events::IdsAlert> {
+    let ev: crate::abi::packet_event = crate::abi::read(data)?;
+    let (gen, rank) = crate::abi::event_rule_parts(ev.rule_id)?;
+    let names = names.read().unwrap_or_else(|p| p.into_inner());
+    let rule = names.ids[(gen & 1) as usize].get(usize::from(rank))?;
+    Some(events::IdsAlert::of(rule, action))
 }
 
 pub(crate) fn spawn_event_reader(
@@ -265,9 +309,15 @@ pub(crate) fn spawn_event_reader(
                     .map(|(_, n)| n.clone()),
                 events::RuleSpace::Feed => names.feeds.get(usize::from(index)).cloned(),
                 events::RuleSpace::DnsFeed => names.dns_feeds.get(usize::from(index)).cloned(),
+                events::RuleSpace::Ids => {
+                    names.ids[g].get(usize::from(index)).map(|r| r.id.clone())
+                }
             }
         };
         let decoded = events::decode(data, &clock, named).map(|mut ev| {
+            if ev.event_type == "alert" {
+                ev.alert = ids_alert(&names, data, ev.action);
+            }
             if let Some(taps) = &taps {
                 taps.tap(&mut ev);
             }
@@ -350,6 +400,7 @@ pub fn apply_tc_stages(dp: &Dataplane, ct: &ConntrackMaps, full: &Config) -> Res
         crate::abi::tc_stage::TC_STAGE_CONNTRACK,
         full.conntrack.enabled,
     )?;
+    dp.set_tc_stage(crate::abi::tc_stage::TC_STAGE_IDS, full.ids.is_some())?;
     dp.set_tc_stage(
         crate::abi::tc_stage::TC_STAGE_THREATINTEL,
         intel::enabled(&full.threatintel),
@@ -368,6 +419,7 @@ fn tc_wanted(cfg: &Config) -> bool {
         || intel::enabled(&cfg.threatintel)
         || cfg.scrub.is_some()
         || cfg.dns.is_some()
+        || cfg.ids.is_some()
 }
 
 struct Daemon {
@@ -378,6 +430,9 @@ struct Daemon {
     sweeper: Arc<Sweeper>,
     intel: Arc<intel::Shared>,
     ti: crate::maps::threatintel::ThreatIntelMaps,
+    ids: crate::maps::ids::IdsMaps,
+    /// rules of tc_ids's active generation
+    ids_rules: usize,
     bl: crate::maps::blacklist::BlacklistMaps,
     /// the intel worker's inbox, once it runs
     intel_tx: Option<std::sync::mpsc::Sender<intel::Msg>>,
@@ -399,6 +454,7 @@ impl Daemon {
     fn start(opts: Options) -> Result<Daemon> {
         let cfg = load_config(&opts.config, &opts.overrides)?;
         let (rs, rl) = compile(&cfg)?;
+        let ids = compile_ids(&cfg)?;
         loader::ensure_bpffs(&cfg.pin_root)?;
         let lock = StateLock::acquire(&cfg.pin_root)?;
         let dp = Dataplane::load(&LoadOptions {
@@ -421,6 +477,8 @@ impl Daemon {
             sweeper: Arc::default(),
             intel: Arc::default(),
             ti: dp.threatintel_maps()?,
+            ids: dp.ids_maps()?,
+            ids_rules: 0,
             bl: dp.blacklist_maps()?,
             intel_tx: None,
             dp,
@@ -437,6 +495,7 @@ impl Daemon {
         };
         // Tracking runs before the ruleset that may match its states is activated.
         let cfg = d.cfg.clone();
+        d.apply_ids(ids)?;
         d.apply_tc(&cfg, &[])?;
         // What an earlier daemon left in the inactive generation is unknown: clear it whole.
         let adopted = d.dp.adopted;
@@ -495,6 +554,30 @@ impl Daemon {
             }
         }
         *self.sweeper.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg.clone();
+        Ok(())
+    }
+
+    /// Installs the signatures in tc_ids's inactive generation and flips to it (events of the
+    /// new generation are named first), or turns the stage off.
+    fn apply_ids(
+        &mut self,
+        ids: Option<(
+            crate::ids::CompiledIds,
+            Vec<crate::ids::suricata::FileReport>,
+        )>,
+    ) -> Result<()> {
+        let Some((compiled, reports)) = ids else {
+            self.ids_rules = 0;
+            return self.ids.disable();
+        };
+        for r in &reports {
+            eprintln!("ebpfsentinel: ids: {}", r.summary());
+        }
+        let next = (self.ids.active_generation()? ^ 1) as usize;
+        self.names.write().unwrap_or_else(|p| p.into_inner()).ids[next] =
+            Arc::new(compiled.rules.clone());
+        self.ids.apply(&compiled)?;
+        self.ids_rules = compiled.rules.len();
         Ok(())
     }
 
@@ -694,6 +777,7 @@ impl Daemon {
             );
         }
         let (rs, rl) = compile(&cfg)?;
+        let ids = compile_ids(&cfg)?;
         if cfg.conntrack.table_size != self.cfg.conntrack.table_size {
             eprintln!(
                 "ebpfsentinel: conntrack.table_size changed ({} -> {}): the table keeps its size \
@@ -723,6 +807,7 @@ impl Daemon {
         self.cfg.mirror = cfg.mirror.clone();
         self.cfg.cpumap = cfg.cpumap.clone();
         self.apply_lb()?;
+        self.apply_ids(ids)?;
         // States matched by the new ruleset are tracked before it is active; a ruleset that
         // stops matching them is active before tracking goes.
         if cfg.conntrack.enabled {
@@ -846,6 +931,9 @@ impl Daemon {
         }
         if !self.lb.config.services.is_empty() {
             snapshot.lb = Some(metrics::Lb::read(&self.lb_maps, &self.lb)?);
+        }
+        if self.cfg.ids.is_some() {
+            snapshot.ids = Some(metrics::Ids::read(&self.ids, self.ids_rules)?);
         }
         snapshot.blacklist = Some(metrics::Blacklist::read(
             &self.bl,
@@ -1015,6 +1103,7 @@ async fn serve(opts: Options) -> Result<()> {
         let stages: Vec<&str> = [
             ("conntrack", d.cfg.conntrack.enabled),
             ("threatintel", intel::enabled(&d.cfg.threatintel)),
+            ("ids", d.cfg.ids.is_some()),
             ("scrub", d.cfg.scrub.is_some()),
             ("dns", d.cfg.dns.is_some()),
         ]

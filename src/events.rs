@@ -147,6 +147,9 @@ pub struct EveEvent {
     /// DNS blocklist events: the query and what listed it
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsQuery>,
+    /// IDS alerts: the signature (filled from the rule table of the event's generation)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<IdsAlert>,
 }
 
 /// What a DNS blocklist event carries.
@@ -182,6 +185,42 @@ pub fn rrtype_name(t: u16) -> String {
     }
 }
 
+/// What an IDS event matched, as Suricata's EVE `alert` object names it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct IdsAlert {
+    /// `allowed` (alert rule) or `blocked` (drop rule)
+    pub action: &'static str,
+    /// the rule's sid, 0 when it has none
+    pub signature_id: u32,
+    pub rev: u32,
+    /// the rule's msg, else its id
+    pub signature: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// the config id, or `sid:N` for imported rules
+    pub rule: String,
+    /// where the rule was written (file:line)
+    pub origin: String,
+}
+
+impl IdsAlert {
+    pub fn of(rule: &crate::ids::IdsRule, action: &str) -> IdsAlert {
+        IdsAlert {
+            action: if action == "drop" {
+                "blocked"
+            } else {
+                "allowed"
+            },
+            signature_id: rule.sid.unwrap_or(0),
+            rev: rule.rev.unwrap_or(0),
+            signature: rule.msg.clone().unwrap_or_else(|| rule.id.clone()),
+            category: rule.classtype.clone(),
+            rule: rule.id.clone(),
+            origin: rule.origin.clone(),
+        }
+    }
+}
+
 /// What a threat-intel event matched.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TiMatch {
@@ -209,6 +248,8 @@ pub enum RuleSpace {
     /// DNS blocklist feeds by index (the list minus one); config and runtime lists are named
     /// by the decoder itself
     DnsFeed,
+    /// IDS rules by rank
+    Ids,
 }
 
 /// `rule_name` resolves the kernel's (space, generation, index) to the operator's id.
@@ -229,6 +270,7 @@ pub fn decode(
         event_kind::EVENT_DDOS_AMP => ("ddos", RuleSpace::Guard, "amplification"),
         event_kind::EVENT_TI_MATCH => ("threatintel", RuleSpace::Feed, "ioc"),
         event_kind::EVENT_DNS_QUERY => ("dns", RuleSpace::DnsFeed, "blocklist"),
+        event_kind::EVENT_IDS_ALERT => ("alert", RuleSpace::Ids, "signature"),
         _ => ("unknown", RuleSpace::Firewall, "unknown"),
     };
     let action = match event_action(u32::from(ev.action)) {
@@ -264,6 +306,7 @@ pub fn decode(
         vlan: (ev.vlan_id != 0).then_some(ev.vlan_id),
         cpu: ev.cpu,
         threatintel: None,
+        alert: None,
         dns,
     })
 }

@@ -8,6 +8,7 @@ pub mod dns;
 pub mod events;
 pub mod features;
 pub mod feeds;
+pub mod ids;
 pub mod intel;
 pub mod ips;
 pub mod lb;

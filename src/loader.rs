@@ -15,12 +15,14 @@ use crate::maps::blacklist::{BlacklistMaps, BLACKLIST_MAP_NAMES};
 use crate::maps::conntrack::{ConntrackMaps, CT_MAP_NAMES};
 use crate::maps::dns::{DnsMaps, DNS_MAP_NAMES};
 use crate::maps::firewall::{FirewallMaps, MAP_NAMES};
+use crate::maps::ids::{IdsMaps, IDS_MAP_NAMES};
 use crate::maps::lb::{LbMaps, LB_MAP_NAMES};
 use crate::maps::ratelimit::{RateLimitMaps, RL_MAP_NAMES};
 use crate::maps::scrub::{ScrubMaps, SCRUB_MAP_NAMES};
 use crate::maps::threatintel::{ThreatIntelMaps, TI_MAP_NAMES};
 use crate::skel::tc_conntrack::{TcConntrackSkel, TcConntrackSkelBuilder};
 use crate::skel::tc_dns::{TcDnsSkel, TcDnsSkelBuilder};
+use crate::skel::tc_ids::{TcIdsSkel, TcIdsSkelBuilder};
 use crate::skel::tc_scrub::{TcScrubSkel, TcScrubSkelBuilder};
 use crate::skel::tc_threatintel::{TcThreatintelSkel, TcThreatintelSkelBuilder};
 use crate::skel::xdp_firewall::{XdpFirewallSkel, XdpFirewallSkelBuilder};
@@ -53,6 +55,7 @@ pub struct Dataplane {
     pub threatintel: TcThreatintelSkel<'static>,
     pub scrub: TcScrubSkel<'static>,
     pub dns: TcDnsSkel<'static>,
+    pub ids: TcIdsSkel<'static>,
     pin_root: Option<PathBuf>,
     /// the maps were taken over from pins an earlier daemon left
     pub adopted: bool,
@@ -376,6 +379,41 @@ impl Dataplane {
         }
         let mut scrub = open_scrub.load().map_err(load_error("tc_scrub"))?;
 
+        // The IDS is a TC stage: the TC chains and scratch of tc_conntrack, the firewall's ring.
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open_ids = TcIdsSkelBuilder::default()
+            .open(storage)
+            .context("opening the tc_ids object")?;
+        open_ids
+            .maps
+            .events
+            .reuse_fd(firewall.maps.events.as_fd())?;
+        open_ids
+            .maps
+            .xdp_chain
+            .reuse_fd(firewall.maps.xdp_chain.as_fd())?;
+        open_ids
+            .maps
+            .xdp_scratch
+            .reuse_fd(firewall.maps.xdp_scratch.as_fd())?;
+        open_ids
+            .maps
+            .tc_chain_ingress
+            .reuse_fd(conntrack.maps.tc_chain_ingress.as_fd())?;
+        open_ids
+            .maps
+            .tc_chain_egress
+            .reuse_fd(conntrack.maps.tc_chain_egress.as_fd())?;
+        open_ids
+            .maps
+            .tc_scratch
+            .reuse_fd(conntrack.maps.tc_scratch.as_fd())?;
+        if let Some(root) = &opts.pin_root {
+            adopted |= adopt_pins(open_ids.open_object_mut(), root, &IDS_MAP_NAMES)?;
+        }
+        let mut ids = open_ids.load().map_err(load_error("tc_ids"))?;
+
         if let Some(root) = &opts.pin_root {
             pin_maps(firewall.object_mut(), root, &MAP_NAMES)?;
             pin_maps(firewall.object_mut(), root, &CT_MAP_NAMES)?;
@@ -386,6 +424,7 @@ impl Dataplane {
             pin_maps(threatintel.object_mut(), root, &TI_MAP_NAMES)?;
             pin_maps(scrub.object_mut(), root, &SCRUB_MAP_NAMES)?;
             pin_maps(dns.object_mut(), root, &DNS_MAP_NAMES)?;
+            pin_maps(ids.object_mut(), root, &IDS_MAP_NAMES)?;
         }
         let dataplane = Dataplane {
             firewall,
@@ -395,6 +434,7 @@ impl Dataplane {
             threatintel,
             scrub,
             dns,
+            ids,
             pin_root: opts.pin_root.clone(),
             adopted,
             ct_table_note,
@@ -417,6 +457,7 @@ impl Dataplane {
             crate::abi::tc_stage::TC_STAGE_THREATINTEL => &self.threatintel.progs.tc_threatintel,
             crate::abi::tc_stage::TC_STAGE_DNS => &self.dns.progs.tc_dns,
             crate::abi::tc_stage::TC_STAGE_SCRUB => &self.scrub.progs.tc_scrub,
+            crate::abi::tc_stage::TC_STAGE_IDS => &self.ids.progs.tc_ids,
             other => bail!("no program for TC stage {}", other.0),
         };
         let fd = (prog.as_fd().as_raw_fd() as u32).to_ne_bytes();
@@ -449,6 +490,10 @@ impl Dataplane {
 
     pub fn scrub_maps(&self) -> Result<ScrubMaps> {
         ScrubMaps::from_object(self.scrub.object())
+    }
+
+    pub fn ids_maps(&self) -> Result<IdsMaps> {
+        IdsMaps::from_object(self.ids.object())
     }
 
     pub fn blacklist_maps(&self) -> Result<BlacklistMaps> {
@@ -597,6 +642,7 @@ pub fn remove_pins(root: &Path) -> Vec<String> {
         .chain(&TI_MAP_NAMES)
         .chain(&SCRUB_MAP_NAMES)
         .chain(&DNS_MAP_NAMES)
+        .chain(&IDS_MAP_NAMES)
     {
         let path = root.join(name);
         if path.exists() {

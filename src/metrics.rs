@@ -73,6 +73,8 @@ const LB_SERVICE_PACKETS: &str = "ebpfsentinel_lb_service_packets_total";
 const LB_SERVICE_BYTES: &str = "ebpfsentinel_lb_service_bytes_total";
 const LB_SERVICE_NO_BACKEND: &str = "ebpfsentinel_lb_service_no_backend_total";
 const LB_BACKENDS: &str = "ebpfsentinel_lb_backends";
+const IDS_PACKETS: &str = "ebpfsentinel_ids_packets_total";
+const IDS_RULES: &str = "ebpfsentinel_ids_rules";
 const TI_PACKETS: &str = "ebpfsentinel_threatintel_packets_total";
 const TI_SEEN: &str = "ebpfsentinel_threatintel_packets_seen_total";
 const TI_EVENTS_DROPPED: &str = "ebpfsentinel_threatintel_events_dropped_total";
@@ -322,6 +324,28 @@ impl Dns {
     }
 }
 
+/// tc_ids in a [`Snapshot`]; the snapshot has none while the `ids` section is absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ids {
+    /// per enum ids_stat slot, summed over CPUs
+    pub stats: [u64; crate::abi::IDS_STAT_COUNT],
+    /// rules of the active generation
+    pub rules: u64,
+}
+
+impl Ids {
+    pub fn read(maps: &crate::maps::ids::IdsMaps, rules: usize) -> Result<Ids> {
+        Ok(Ids {
+            stats: maps.stats().context("reading ids_stats")?,
+            rules: rules as u64,
+        })
+    }
+
+    pub fn stat(&self, stat: crate::maps::ids::ids_stat) -> u64 {
+        self.stats.get(stat.0 as usize).copied().unwrap_or(0)
+    }
+}
+
 /// xdp_lb in a [`Snapshot`]; the snapshot has none while no service is configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Lb {
@@ -505,6 +529,8 @@ pub struct Snapshot {
     pub dns: Option<Dns>,
     /// None while no load-balancer service is configured: no lb metrics then
     pub lb: Option<Lb>,
+    /// None while the IDS is off: no IDS metrics then
+    pub ids: Option<Ids>,
 }
 
 impl Snapshot {
@@ -554,6 +580,7 @@ impl Snapshot {
             scrub: None,
             dns: None,
             lb: None,
+            ids: None,
         })
     }
 
@@ -748,6 +775,11 @@ fn describe() {
         "Backends of a service by state: up, down (health check), drained (`lb drain`)."
     );
     describe_counter!(
+        IDS_PACKETS,
+        "Packets by what tc_ids did with them: seen (TCP/UDP looked at), candidate (some rule listed for its ports), payload_truncated (longer than the scanned bytes), match_alert (one per alert rule and packet), match_drop, sampled_out (alerts not reported, ids.sampling), events_sent, events_dropped (ring over 3/4 full), payload_load_failed (kernel ids_stats, summed over CPUs)."
+    );
+    describe_gauge!(IDS_RULES, "Signatures tc_ids matches (active generation).");
+    describe_counter!(
         SCRUB_SEEN,
         "Packets tc_scrub looked at (kernel scrub_stats, summed over CPUs)."
     );
@@ -931,6 +963,13 @@ impl Publisher {
         }
         if let Some(lb) = &snap.lb {
             publish_lb(lb);
+        }
+        if let Some(ids) = &snap.ids {
+            use crate::maps::ids::{stat_name, IDS_STATS};
+            for stat in IDS_STATS {
+                counter!(IDS_PACKETS, "what" => stat_name(stat)).absolute(ids.stat(stat));
+            }
+            gauge!(IDS_RULES).set(ids.rules as f64);
         }
         if let Some(bl) = &snap.blacklist {
             gauge!(IPS_ENTRIES).set(bl.entries as f64);
@@ -1371,6 +1410,7 @@ mod tests {
             scrub: None,
             dns: None,
             lb: None,
+            ids: None,
         }
     }
 

@@ -42,3 +42,7 @@ pub mod tc_dns {
 pub mod xdp_lb {
     include!(concat!(env!("OUT_DIR"), "/xdp_lb.skel.rs"));
 }
+
+pub mod tc_ids {
+    include!(concat!(env!("OUT_DIR"), "/tc_ids.skel.rs"));
+}

@@ -15,6 +15,8 @@ enum event_kind {
 	EVENT_DDOS_AMP = 6,
 	/* tc_threatintel: an address of the packet is an IOC; rule_id is the feed's id */
 	EVENT_TI_MATCH = 7,
+	/* tc_ids: a signature matched; rule_id is EVENT_RULE(generation, rank of the IDS rule) */
+	EVENT_IDS_ALERT = 8,
 	/*
 	 * tc_dns: a query for a blocklisted name; the record is a struct dns_query_event,
 	 * rule_id the list that blocks it (struct dns_blocked.list)

@@ -6,6 +6,7 @@ pub mod conntrack;
 pub mod dns;
 pub mod events;
 pub mod firewall;
+pub mod ids;
 pub mod lb;
 pub mod memory;
 pub mod pipeline;

@@ -73,6 +73,9 @@ enum BenchWhat {
         #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/feeds"))]
         feeds: PathBuf,
     },
+    /// tc_ids: 1k signatures over 100 ports; ns per packet for a port without rules, a clean
+    /// payload, a long clean payload and a match, against the TC entry program alone.
+    Ids,
     /// Reload time (compile, write the inactive generation, flip, retire the old one) for 100k
     /// and 1M CIDR entries.
     Reload,
@@ -114,6 +117,7 @@ pub fn execute(args: BenchArgs) -> Result<Outcome> {
         BenchWhat::Scrub => bench::scrub::run(args.repeat, json)?,
         BenchWhat::Pipeline { feeds } => bench::pipeline::run(args.repeat, &feeds, json)?,
         BenchWhat::Dns { feeds } => bench::dns::run(args.repeat, &feeds, json)?,
+        BenchWhat::Ids => bench::ids::run(args.repeat, json)?,
         BenchWhat::Reload => bench::reload::run(json)?,
         BenchWhat::Events => bench::events::run(json)?,
         BenchWhat::Ratelimit { max_sources } => {

@@ -10,6 +10,9 @@ use crate::config;
 pub struct CheckArgs {
     #[command(flatten)]
     config: ConfigArg,
+    /// Also list every IDS rule a rule file has that was refused: FILE:LINE sid N: REASON.
+    #[arg(long)]
+    ids_refused: bool,
 }
 
 pub fn execute(args: CheckArgs) -> Result<Outcome> {
@@ -29,5 +32,25 @@ pub fn execute(args: CheckArgs) -> Result<Outcome> {
         rs.bitmaps.len(),
         rl.policies.len(),
     );
+    if let Some((ids, reports)) = crate::daemon::compile_ids(&cfg)? {
+        println!(
+            "ids: {} signatures on {} (protocol, port) keys, sampling {}",
+            ids.rules.len(),
+            ids.index.len(),
+            ids.sampling
+        );
+        for r in &reports {
+            println!("{}", r.summary());
+            if args.ids_refused {
+                for (line, sid, why) in &r.refused_rules {
+                    let sid = sid.map_or_else(|| "no sid".to_string(), |s| format!("sid {s}"));
+                    println!("{}:{line}: {sid}: {why}", r.path.display());
+                }
+            }
+        }
+        for (rule, why) in &ids.refused {
+            println!("{}: {} refused: {why}", rule.origin, rule.id);
+        }
+    }
     Ok(Outcome::Ok)
 }

@@ -61,6 +61,8 @@ struct Status {
     conntrack: Option<ConntrackSummary>,
     /// null when no threat-intel maps are pinned
     threatintel: Option<ThreatIntelSummary>,
+    /// tc_ids's counters; null when its maps are not pinned or the stage is off
+    ids: Option<IdsSummary>,
     /// null when no blacklist is pinned
     blacklist: Option<BlacklistSummary>,
     /// null when no DNS blocklist is pinned
@@ -179,6 +181,7 @@ pub fn execute(args: StatusArgs) -> Result<Outcome> {
             .unwrap_or_default(),
         conntrack: ConntrackSummary::read_pinned(root).ok().flatten(),
         threatintel: ThreatIntelSummary::read_pinned(root).ok().flatten(),
+        ids: IdsSummary::read_pinned(root).ok().flatten(),
         blacklist: BlacklistSummary::read_pinned(root).ok().flatten(),
         dns: crate::metrics::DnsSummary::read_pinned(root).ok().flatten(),
         kernel: crate::features::probe(),
@@ -272,6 +275,15 @@ fn print_text(status: &Status) {
             }
         }
     }
+    if let Some(ids) = &status.ids {
+        println!(
+            "ids: generation {}, {} index keys, sampling {:.3}",
+            ids.generation, ids.index_keys, ids.sampling
+        );
+        for (name, n) in &ids.counters {
+            println!("  {name:<24} {n}");
+        }
+    }
     if let Some(bl) = &status.blacklist {
         println!("ips blacklist: {}", bl.headline());
     }
@@ -313,6 +325,45 @@ fn print_text(status: &Status) {
             format!("missing: {}", missing.join(", "))
         }
     );
+}
+
+/// tc_ids as its pinned maps show it.
+#[derive(Debug, serde::Serialize)]
+struct IdsSummary {
+    generation: u32,
+    /// (protocol, side, port) entries of the active generation
+    index_keys: usize,
+    /// share of alerts reported
+    sampling: f64,
+    counters: Vec<(String, u64)>,
+}
+
+impl IdsSummary {
+    fn read_pinned(root: &std::path::Path) -> anyhow::Result<Option<IdsSummary>> {
+        use crate::maps::ids::{ids_settings_flags, stat_name, IdsMaps, IDS_STATS};
+        if !root.join("ids_settings").exists() {
+            return Ok(None);
+        }
+        let maps = IdsMaps::from_pins(root)?;
+        let s = maps.settings()?;
+        if s.flags & ids_settings_flags::IDS_SET_ENABLED.0 == 0 {
+            return Ok(None);
+        }
+        let stats = maps.stats()?;
+        Ok(Some(IdsSummary {
+            generation: s.gen,
+            index_keys: maps.index_len(s.gen)?,
+            sampling: if s.sample_all != 0 {
+                1.0
+            } else {
+                f64::from(s.sample_below) / f64::from(u32::MAX)
+            },
+            counters: IDS_STATS
+                .iter()
+                .map(|st| (stat_name(*st).to_string(), stats[st.0 as usize]))
+                .collect(),
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -96,6 +96,8 @@ pub struct Config {
     pub mirror: Option<MirrorConfig>,
     /// `cpumap`: CPUs the packets for the stack are steered to
     pub cpumap: Option<CpumapConfig>,
+    /// `ids`: tc_ids's signatures; None (no section) keeps the stage off
+    pub ids: Option<IdsConfig>,
 }
 
 /// `dns`: what tc_dns checks DNS queries against.
@@ -127,6 +129,27 @@ pub struct DnsFeedConfig {
     pub refresh: Option<std::time::Duration>,
     /// None: `dns.blocklist.action`
     pub action: Option<crate::feeds::domains::DnsAction>,
+}
+
+/// `ids`: the signature IDS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdsConfig {
+    /// `sampling`: the share of alerts reported (0.0..=1.0); drops are never sampled
+    pub sampling: f64,
+    /// `rules`, file order
+    pub rules: Vec<crate::ids::IdsRule>,
+    /// `suricata_rules`: rule files, read when the config is applied
+    pub suricata_rules: Vec<crate::ids::RuleFile>,
+}
+
+impl Default for IdsConfig {
+    fn default() -> Self {
+        IdsConfig {
+            sampling: 1.0,
+            rules: Vec::new(),
+            suricata_rules: Vec::new(),
+        }
+    }
 }
 
 pub const MAX_FEEDS: usize = 256;

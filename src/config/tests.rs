@@ -2070,3 +2070,82 @@ fn mirror_and_cpumap_sections() {
     assert_error("cpumap: { cpus: »[] }\n", "at least one CPU");
     assert_error("cpumap: { queue_size: »0 }\n", "a queue size in 1..=16384");
 }
+
+#[test]
+fn ids_section() {
+    assert_eq!(parse_ok("").ids, None);
+    assert_eq!(parse_ok("ids: {}\n").ids, Some(IdsConfig::default()));
+    let config = parse_ok(
+        r#"ids:
+  sampling: 0.25
+  rules:
+    - { id: evil, proto: tcp, dst_port: 7777, content: "X-EVIL-MARKER", action: drop }
+    - { id: dns, proto: udp, dst_port: 53, content: "|03|Evil", nocase: true, offset: 12, depth: 40, msg: "evil domain", sid: 7, direction: both }
+  suricata_rules: [rules/local.rules]
+"#,
+    );
+    let ids = config.ids.expect("ids");
+    assert_eq!(ids.sampling, 0.25);
+    assert_eq!(ids.rules.len(), 2);
+    let evil = &ids.rules[0];
+    assert_eq!((evil.id.as_str(), evil.proto), ("evil", 6));
+    assert_eq!(evil.action, crate::ids::IdsAction::Drop);
+    assert_eq!(evil.dst_ports, Some(vec![(7777, 7777)]));
+    assert_eq!(evil.contents[0].bytes, b"X-EVIL-MARKER");
+    assert_eq!(evil.origin, format!("{CONFIG_PATH}:4:7"));
+    let dns = &ids.rules[1];
+    assert_eq!(dns.action, crate::ids::IdsAction::Alert);
+    assert_eq!(dns.direction, crate::ids::Direction::Both);
+    assert_eq!(dns.contents[0].bytes, b"\x03evil");
+    assert!(dns.contents[0].nocase);
+    assert_eq!((dns.contents[0].offset, dns.contents[0].depth), (12, 40));
+    assert_eq!(
+        (dns.sid, dns.msg.as_deref()),
+        (Some(7), Some("evil domain"))
+    );
+    assert_eq!(
+        ids.suricata_rules[0].path,
+        Path::new("/etc/ebpfsentinel/rules/local.rules")
+    );
+}
+
+#[test]
+fn ids_errors_are_located() {
+    assert_error("ids:\n  sampling: »1.5\n", "0.0..=1.0");
+    assert_error("ids:\n  »bogus: 1\n", "unknown key `bogus` in ids");
+    assert_error(
+        "ids:\n  rules:\n    - { id: a, proto: »icmp, dst_port: 1, content: x }\n",
+        "one of tcp | udp",
+    );
+    assert_error(
+        "ids:\n  rules:\n    - { id: a, proto: tcp, dst_port: 1, content: »\"|4|\" }\n",
+        "bad hex block",
+    );
+    assert_error(
+        &format!(
+            "ids:\n  rules:\n    - {{ id: a, proto: tcp, dst_port: 1, content: »\"{}\" }}\n",
+            "x".repeat(65)
+        ),
+        "content longer than 64 bytes",
+    );
+    assert_error(
+        "ids:\n  rules:\n    - { id: a, proto: tcp, dst_port: 1, content: »x, offset: 1024 }\n",
+        "offset beyond the 1024 payload bytes",
+    );
+    assert_error(
+        "ids:\n  rules:\n    - { id: a, proto: tcp, dst_port: 1, »nocase: true }\n",
+        "`nocase` modifies `content`",
+    );
+    assert_error(
+        "ids:\n  rules:\n    - »{ id: a, proto: tcp, content: x }\n",
+        "needs `dst_port` or `src_port`",
+    );
+    assert_error(
+        "ids:\n  rules:\n    - { id: a, proto: tcp, dst_port: 1, content: x, »established: true }\n",
+        "needs conntrack.enabled",
+    );
+    assert_error(
+        "ids:\n  rules:\n    - { id: a, proto: tcp, dst_port: 1, content: x }\n    - { id: »a, proto: tcp, dst_port: 2, content: y }\n",
+        "duplicate IDS rule id",
+    );
+}

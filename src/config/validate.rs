@@ -46,6 +46,24 @@ const TOP_KEYS: &[&str] = &[
     "loadbalancer",
     "mirror",
     "cpumap",
+    "ids",
+];
+const IDS_KEYS: &[&str] = &["sampling", "rules", "suricata_rules"];
+#[rustfmt::skip]
+const IDS_RULE_KEYS: &[&str] = &[
+    "id", "msg", "sid", "rev", "action", "proto", "src_port", "dst_port", "direction",
+    "established", "content", "nocase", "offset", "depth", "contents",
+];
+const IDS_CONTENT_KEYS: &[&str] = &["content", "nocase", "offset", "depth"];
+const IDS_ACTIONS: &[(&str, crate::ids::IdsAction)] = &[
+    ("alert", crate::ids::IdsAction::Alert),
+    ("drop", crate::ids::IdsAction::Drop),
+];
+const IDS_PROTOS: &[(&str, u8)] = &[("tcp", 6), ("udp", 17)];
+const IDS_DIRECTIONS: &[(&str, crate::ids::Direction)] = &[
+    ("to_server", crate::ids::Direction::ToServer),
+    ("to_client", crate::ids::Direction::ToClient),
+    ("both", crate::ids::Direction::Both),
 ];
 const CONNTRACK_KEYS: &[&str] = &[
     "enabled",
@@ -548,6 +566,7 @@ impl Checker<'_> {
                 .unwrap_or_default(),
             mirror: fields.section("mirror").and_then(|n| self.mirror(n)),
             cpumap: fields.section("cpumap").and_then(|n| self.cpumap(n)),
+            ids: None,
         };
         if let Some(n) = fields.section("ratelimit") {
             config.ratelimit = self.ratelimit(n, &config.firewall.aliases);
@@ -570,7 +589,217 @@ impl Checker<'_> {
             },
         };
         self.state_consistency(switches);
+        config.ids = fields
+            .section("ids")
+            .map(|n| self.ids(n, config.conntrack.enabled));
         config
+    }
+
+    fn ids(&mut self, node: &Node, conntrack: bool) -> crate::config::IdsConfig {
+        let mut config = crate::config::IdsConfig::default();
+        let Some(fields) = self.fields(node, "ids", IDS_KEYS) else {
+            return config;
+        };
+        if let Some(n) = fields.get("sampling") {
+            let value = match &n.value {
+                Value::Scalar {
+                    text,
+                    quoted: false,
+                } => text.parse::<f64>().ok().filter(|v| (0.0..=1.0).contains(v)),
+                _ => None,
+            };
+            match value {
+                Some(v) => config.sampling = v,
+                None => self.mismatch(n, "a share of alerts reported, 0.0..=1.0"),
+            }
+        }
+        if let Some(n) = fields.section("suricata_rules") {
+            for (pos, text) in self.strings(n) {
+                if text.is_empty() {
+                    self.error(pos, "rule file path must not be empty");
+                    continue;
+                }
+                config.suricata_rules.push(crate::ids::RuleFile {
+                    path: self.base_dir.join(text),
+                    location: self.location(pos),
+                });
+            }
+        }
+        if let Some(n) = fields.section("rules") {
+            let Value::Seq(items) = &n.value else {
+                self.mismatch(n, "a list of IDS rules");
+                return config;
+            };
+            if items.len() > crate::ids::MAX_RULES {
+                self.error(
+                    n.pos,
+                    format!(
+                        "{} rules exceed the limit of {}",
+                        items.len(),
+                        crate::ids::MAX_RULES
+                    ),
+                );
+            }
+            let mut ids = HashMap::new();
+            for item in items {
+                if let Some(rule) = self.ids_rule(item, &mut ids, conntrack) {
+                    config.rules.push(rule);
+                }
+            }
+        }
+        config
+    }
+
+    fn ids_rule<'n>(
+        &mut self,
+        node: &'n Node,
+        ids: &mut HashMap<&'n str, Pos>,
+        conntrack: bool,
+    ) -> Option<crate::ids::IdsRule> {
+        use crate::ids::{Content, Direction, IdsAction, IdsRule};
+        let errors_before = self.errors.len();
+        let fields = self.fields(node, "an IDS rule", IDS_RULE_KEYS)?;
+        let id = self
+            .required(fields, "id", node)
+            .and_then(|n| self.identifier(n, ids, "IDS rule id"));
+        let proto = self
+            .required(fields, "proto", node)
+            .and_then(|n| self.keyword(n, IDS_PROTOS));
+        let port = |checker: &mut Self, key: &str| {
+            fields
+                .get(key)
+                .and_then(|n| checker.port(n))
+                .map(|r| vec![(r.lo, r.hi)])
+        };
+        let src_ports = port(self, "src_port");
+        let dst_ports = port(self, "dst_port");
+        let mut contents = Vec::new();
+        if let Some(n) = fields.get("content") {
+            contents.extend(self.ids_content(n, fields));
+        } else {
+            for key in ["nocase", "offset", "depth"] {
+                if let Some(k) = fields.key(key) {
+                    self.error(
+                        k.pos,
+                        format!("`{key}` modifies `content`, which is not set"),
+                    );
+                }
+            }
+        }
+        if let Some(n) = fields.get("contents") {
+            match &n.value {
+                Value::Seq(items) => {
+                    for item in items {
+                        if let Some(f) = self.fields(item, "an IDS content", IDS_CONTENT_KEYS) {
+                            match f.get("content") {
+                                Some(c) => contents.extend(self.ids_content(c, f)),
+                                None => self.error(item.pos, "missing required key `content`"),
+                            }
+                        }
+                    }
+                }
+                _ => self.mismatch(n, "a list of contents"),
+            }
+        }
+        if contents.len() > crate::ids::MAX_CONTENTS {
+            self.error(
+                node.pos,
+                format!(
+                    "{} contents exceed the limit of {}",
+                    contents.len(),
+                    crate::ids::MAX_CONTENTS
+                ),
+            );
+        }
+        let established = fields
+            .get("established")
+            .and_then(|n| self.boolean(n))
+            .unwrap_or(false);
+        if established && !conntrack {
+            if let Some(k) = fields.key("established") {
+                self.error(
+                    k.pos,
+                    "`established` needs conntrack.enabled: tc_ids takes the state from tc_conntrack",
+                );
+            }
+        }
+        let rule = IdsRule {
+            id: id.unwrap_or_default(),
+            sid: fields.get("sid").and_then(|n| self.number(n, u32::MAX)),
+            rev: fields.get("rev").and_then(|n| self.number(n, u32::MAX)),
+            msg: fields
+                .get("msg")
+                .and_then(|n| self.string(n))
+                .map(str::to_owned),
+            classtype: None,
+            origin: self.location(node.pos).to_string(),
+            action: fields
+                .get("action")
+                .and_then(|n| self.keyword(n, IDS_ACTIONS))
+                .unwrap_or(IdsAction::Alert),
+            proto: proto.unwrap_or(6),
+            src_ports,
+            dst_ports,
+            direction: fields
+                .get("direction")
+                .and_then(|n| self.keyword(n, IDS_DIRECTIONS))
+                .unwrap_or(Direction::ToServer),
+            established,
+            contents,
+            imported: false,
+        };
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        if rule.src_ports.is_none() && rule.dst_ports.is_none() {
+            self.error(
+                node.pos,
+                "an IDS rule needs `dst_port` or `src_port`: tc_ids indexes rules by port",
+            );
+            return None;
+        }
+        if let Err(why) = rule.placement() {
+            self.error(node.pos, why);
+            return None;
+        }
+        let _: &[Content] = &rule.contents;
+        Some(rule)
+    }
+
+    /// `content` of a rule or a `contents` item, with the modifiers beside it.
+    fn ids_content(&mut self, node: &Node, fields: Fields<'_>) -> Option<crate::ids::Content> {
+        let text = self.string(node)?;
+        let mut bytes = match crate::ids::parse_content_text(text) {
+            Ok(b) => b,
+            Err(why) => {
+                self.error(node.pos, format!("content: {why}"));
+                return None;
+            }
+        };
+        let nocase = fields
+            .get("nocase")
+            .and_then(|n| self.boolean(n))
+            .unwrap_or(false);
+        if nocase {
+            bytes.make_ascii_lowercase();
+        }
+        let content = crate::ids::Content {
+            bytes,
+            nocase,
+            offset: fields
+                .get("offset")
+                .and_then(|n| self.number(n, u16::MAX))
+                .unwrap_or(0),
+            depth: fields
+                .get("depth")
+                .and_then(|n| self.number(n, u16::MAX))
+                .unwrap_or(0),
+        };
+        if let Err(why) = crate::ids::check_content(&content) {
+            self.error(node.pos, format!("content: {why}"));
+            return None;
+        }
+        Some(content)
     }
 
     fn conntrack(&mut self, node: &Node) -> (ConntrackConfig, CtSwitches) {

@@ -4,6 +4,7 @@ pub mod blacklist;
 pub mod conntrack;
 pub mod dns;
 pub mod firewall;
+pub mod ids;
 pub mod lb;
 pub mod ratelimit;
 pub mod scrub;

@@ -121,6 +121,8 @@ pub struct Replay {
     ratelimit: CompiledRateLimit,
     feeds: Vec<String>,
     dns_feeds: Vec<String>,
+    /// IDS rule ids by rank (one generation: the replay never reloads)
+    ids: Vec<String>,
     stats: Vec<StageStats>,
     ring: RingBuffer<'static>,
     pending: Rc<RefCell<Vec<Vec<u8>>>>,
@@ -201,6 +203,11 @@ impl Replay {
         if let Some(dns) = &cfg.dns {
             dp.dns_maps()?.sync(&load_dns_blocklist(dns)?)?;
         }
+        let mut ids = Vec::new();
+        if let Some((compiled, _reports)) = crate::daemon::compile_ids(cfg)? {
+            dp.ids_maps()?.apply(&compiled)?;
+            ids = compiled.rules.iter().map(|r| r.id.clone()).collect();
+        }
         let stats = STAGES
             .iter()
             .map(|stage| {
@@ -228,6 +235,7 @@ impl Replay {
         let ring = rb.build()?;
         Ok(Replay {
             feeds: cfg.threatintel.feeds.iter().map(|f| f.id.clone()).collect(),
+            ids,
             dns_feeds: cfg.dns.as_ref().map_or_else(Vec::new, |d| {
                 d.blocklist.feeds.iter().map(|f| f.id.clone()).collect()
             }),
@@ -275,6 +283,7 @@ impl Replay {
                 .map(|(_, n)| n),
             RuleSpace::Feed => self.feeds.get(usize::from(index)).cloned(),
             RuleSpace::DnsFeed => self.dns_feeds.get(usize::from(index)).cloned(),
+            RuleSpace::Ids => self.ids.get(usize::from(index)).cloned(),
         }
     }
 

@@ -5,7 +5,7 @@
 use libbpf_rs::skel::Skel;
 use libbpf_rs::Object;
 
-use crate::abi::{ct_stat, dns_stat, fw_stat, lb_stat, rl_stat, scrub_stat, ti_stat};
+use crate::abi::{ct_stat, dns_stat, fw_stat, ids_stat, lb_stat, rl_stat, scrub_stat, ti_stat};
 use crate::loader::Dataplane;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +173,30 @@ pub static STAGES: &[Stage] = &[
             slot(ct_stat::CT_STAT_REUSED.0, "reused", Note),
         ],
         event_types: &[],
+        rules: Rules::Events,
+    },
+    Stage {
+        name: "ids",
+        hook: Hook::Tc,
+        object: |dp| dp.ids.object(),
+        stats_map: "ids_stats",
+        slots_total: ids_stat::IDS_STAT_COUNT.0,
+        seen: ids_stat::IDS_STAT_SEEN.0,
+        slots: &[
+            slot(ids_stat::IDS_STAT_CANDIDATE.0, "candidate", Hidden),
+            slot(ids_stat::IDS_STAT_TRUNCATED.0, "payload_truncated", Note),
+            slot(ids_stat::IDS_STAT_MATCH_ALERT.0, "match_alert", Decides),
+            slot(ids_stat::IDS_STAT_MATCH_DROP.0, "match_drop", Decides),
+            slot(ids_stat::IDS_STAT_SAMPLED_OUT.0, "sampled_out", Note),
+            slot(ids_stat::IDS_STAT_EVENTS_SENT.0, "events_sent", Hidden),
+            slot(ids_stat::IDS_STAT_EVENTS_DROPPED.0, "events_dropped", Note),
+            slot(
+                ids_stat::IDS_STAT_LOAD_FAILED.0,
+                "payload_load_failed",
+                Note,
+            ),
+        ],
+        event_types: &["alert"],
         rules: Rules::Events,
     },
     Stage {
