@@ -21,7 +21,9 @@ def serve(addrs, tcp_ports, udp_ports):
             c, _ = s.accept()
             try:
                 c.settimeout(2)
-                c.sendall(c.recv(256))
+                data = c.recv(256)
+                # a load-balanced client asks which backend answered
+                c.sendall(addr.encode() if data == b"whoami" else data)
             except OSError:
                 pass
             c.close()
@@ -110,6 +112,26 @@ def syn_flood(src, dst, port, count, rate):
     return synacks > 0
 
 
+def spread(src, dst, port, count, timeout):
+    """`count` TCP connections asking the backend's address; prints the answers by address."""
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    answers = {}
+    for _ in range(count):
+        try:
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            s.bind((src, 0))
+            s.connect((dst, port))
+            s.sendall(b"whoami")
+            who = s.recv(256).decode() or "no answer"
+        except OSError:
+            who = "failed"
+        answers[who] = answers.get(who, 0) + 1
+        s.close()
+    print(" ".join("%s:%d" % kv for kv in sorted(answers.items())))
+    return "failed" not in answers and "no answer" not in answers
+
+
 def probe(src, dst, proto, port, timeout, payload=b"ebpfsentinel lab probe", name=None):
     family = socket.AF_INET6 if ":" in dst else socket.AF_INET
     if name is not None:
@@ -174,7 +196,14 @@ def main():
     fl.add_argument("--port", type=int, required=True)
     fl.add_argument("--count", type=int, default=1000)
     fl.add_argument("--rate", type=float, default=1000)
+    sp = sub.add_parser("spread")
+    sp.add_argument("--src", required=True)
+    sp.add_argument("--dst", required=True)
+    sp.add_argument("--port", type=int, required=True)
+    sp.add_argument("--count", type=int, default=20)
     a = ap.parse_args()
+    if a.cmd == "spread":
+        sys.exit(0 if spread(a.src, a.dst, a.port, a.count, 1.5) else 1)
     if a.cmd == "serve":
         serve(a.addr, a.tcp, a.udp)
     if a.cmd == "flood":

@@ -7,8 +7,10 @@
 #   internet ns: client 198.51.100.20, 2001:db8:c11::20; attacker 1.10.16.66 (Spamhaus DROP),
 #                2001:db8:bad::66; botnet C2 51.178.161.32 (Feodo Tracker); monitoring host
 #                203.0.113.250 (allowlisted)
-#   router ns:   wan0 100.64.0.1 (ebpfsentinel's XDP), lan0 10.0.0.1
-#   server ns:   10.0.0.2, 2001:db8:10::2 with TCP 80 and 23 and UDP 53 and 7 echo services
+#   router ns:   wan0 100.64.0.1 (ebpfsentinel's XDP and TC), lan0 10.0.0.1 (the load
+#                balancer's reply path); the web service's VIP 198.18.100.1:80
+#   server ns:   10.0.0.2, 2001:db8:10::2 with TCP 80 and 23 and UDP 53 and 7 echo services;
+#                10.0.0.2 and 10.0.0.3 are the VIP's backends on TCP 8080
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,6 +79,7 @@ for a in 2001:db8:c11::20 2001:db8:bad::66; do
 	in_ns "$inet" ip -6 addr add "$a/128" dev inet0 nodad
 done
 in_ns "$inet" ip route add 10.0.0.0/24 via 100.64.0.1
+in_ns "$inet" ip route add 198.18.100.0/24 via 100.64.0.1
 in_ns "$inet" ip -6 route add 2001:db8:10::/64 via 2001:db8:100::1
 
 in_ns "$router" ip addr add 100.64.0.1/24 dev wan0
@@ -91,6 +94,7 @@ for a in 2001:db8:c11::20 2001:db8:bad::66; do
 done
 
 in_ns "$server" ip addr add 10.0.0.2/24 dev srv0
+in_ns "$server" ip addr add 10.0.0.3/24 dev srv0
 in_ns "$server" ip -6 addr add 2001:db8:10::2/64 dev srv0 nodad
 in_ns "$server" ip route add default via 10.0.0.1
 in_ns "$server" ip -6 route add default via 2001:db8:10::1
@@ -101,12 +105,14 @@ in_ns "$server" sysctl -qw net.ipv4.tcp_syncookies=2
 ip netns exec "$server" python3 scripts/lab-probe.py serve --addr 10.0.0.2 --addr 2001:db8:10::2 \
 	--tcp 80 --tcp 23 --udp 53 --udp 7 &
 pids+=($!)
+ip netns exec "$server" python3 scripts/lab-probe.py serve --addr 10.0.0.2 --addr 10.0.0.3 --tcp 8080 &
+pids+=($!)
 
 echo "== starting ebpfsentinel on the router's wan0"
 # `ip netns exec` remounts /sys, hiding /sys/fs/bpf: the pins go to a bpffs of our own.
 mkdir -p "$work/bpf"
 mount -t bpf bpf "$work/bpf"
-ip netns exec "$router" "$bin" run -c examples/lab.yaml --iface wan0 --pin-root "$pins" --transient \
+ip netns exec "$router" "$bin" run -c examples/lab.yaml --pin-root "$pins" --transient \
 	>"$work/events.jsonl" 2>"$work/daemon.log" &
 pids+=($!)
 for _ in $(seq 1 300); do
@@ -118,9 +124,10 @@ for _ in $(seq 1 300); do
 	sleep 0.1
 done
 grep ready "$work/daemon.log" || die "ebpfsentinel never became ready"
-# the threat-intel feeds load in the background after "ready"
+# the threat-intel feeds and the DNS blocklist load in the background after "ready"
 for _ in $(seq 1 100); do
-	"$bin" ti lookup 51.178.161.32 --pin-root "$pins" >/dev/null 2>&1 && break
+	"$bin" ti lookup 51.178.161.32 --pin-root "$pins" >/dev/null 2>&1 &&
+		"$bin" dns check ariane.abtasty.com --pin-root "$pins" >/dev/null 2>&1 && break
 	sleep 0.1
 done
 
@@ -138,13 +145,22 @@ probes=(
 	"spamhaus-listed ping|1.10.16.66|10.0.0.2|icmp|0|blocked"
 	"v6-net web (rule v6-net)|2001:db8:bad::66|2001:db8:10::2|tcp|80|blocked"
 	"feodo C2 web (threat intel)|51.178.161.32|10.0.0.2|tcp|80|blocked"
+	"client web with X-EVIL-MARKER (IDS)|198.51.100.20|10.0.0.2|tcp|80|blocked|payload=GET / HTTP/1.0 X-EVIL-MARKER"
+	"client dns example.org|198.51.100.20|10.0.0.2|udp|53|passed|dns=example.org"
+	"client dns x.ads.example (config)|198.51.100.20|10.0.0.2|udp|53|blocked|dns=x.ads.example"
+	"client dns ariane.abtasty.com (AdAway)|198.51.100.20|10.0.0.2|udp|53|blocked|dns=ariane.abtasty.com"
 )
 failures=0
 printf '%-34s %-18s %-6s %-9s %s\n' PROBE SOURCE PROTO RESULT EXPECTED
 for p in "${probes[@]}"; do
-	IFS='|' read -r label src dst proto port expect <<<"$p"
+	IFS='|' read -r label src dst proto port expect extra <<<"$p"
+	args=()
+	case $extra in
+	payload=*) args=(--payload "${extra#payload=}") ;;
+	dns=*) args=(--dns-name "${extra#dns=}") ;;
+	esac
 	if in_ns "$inet" python3 scripts/lab-probe.py probe --src "$src" --dst "$dst" \
-		--proto "$proto" --port "$port"; then
+		--proto "$proto" --port "$port" "${args[@]}"; then
 		got=passed
 	else
 		got=blocked
@@ -192,6 +208,17 @@ else
 	printf '%-34s %-18s %-6s %-9s %s\n' "client web after the floods" 198.51.100.20 tcp/80 blocked UNEXPECTED
 	failures=$((failures + 1))
 fi
+
+echo
+echo "== load balancer: 20 connections to the VIP 198.18.100.1:80"
+if out=$(in_ns "$inet" python3 scripts/lab-probe.py spread --src 198.51.100.20 \
+	--dst 198.18.100.1 --port 80 --count 20); then
+	printf '%-34s %-18s %-6s %-9s %s (%s)\n' "web service via the VIP" 198.51.100.20 tcp/80 passed ok "$out"
+else
+	printf '%-34s %-18s %-6s %-9s %s (%s)\n' "web service via the VIP" 198.51.100.20 tcp/80 failed UNEXPECTED "$out"
+	failures=$((failures + 1))
+fi
+"$bin" lb list --pin-root "$pins" || true
 
 sleep 0.5
 echo

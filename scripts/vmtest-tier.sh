@@ -58,6 +58,9 @@ tc_conntrack    drop_new_inbound_lets_replies_in
 tc_conntrack    tcp_handshake_data_and_teardown_from_either_side
 ?tc_threatintel ioc_verdicts_by_action_family_and_side
 tc_scrub        everything_at_once_on_a_syn
+tc_ids          drops_the_marker_and_passes_the_rest
+tc_dns          verdicts_by_name_family_transport_and_hook
+xdp_lb          vip_hits_go_to_a_backend_with_valid_checksums
 lab_conntrack   drop_new_inbound_allow_established_with_clsact
 lab_conntrack   drop_new_inbound_allow_established_with_tcx  6.6
 '

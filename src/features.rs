@@ -148,6 +148,10 @@ pub const CONNTRACK_NEEDS: [&str; 3] = ["lru_hash", "bpf_loop", "ktime_get_coars
 /// What tc_threatintel needs (loaded with the firewall).
 pub const THREATINTEL_NEEDS: [&str; 2] = ["bloom_filter", "bpf_loop"];
 
+/// What tc_ids and tc_dns (bpf_loop over payload and labels) and xdp_lb (FIB lookup, the
+/// mirror's DEVMAP, the steering CPUMAP) need; all are loaded with the firewall.
+pub const LATER_STAGES_NEEDS: [&str; 4] = ["bpf_loop", "fib_lookup", "devmap", "cpumap"];
+
 /// What xdp_firewall needs: refuse to load with one line naming what is missing rather than
 /// letting libbpf and the verifier fail half-way.
 pub const FIREWALL_NEEDS: [&str; 4] = ["lpm_trie", "ringbuf", "ringbuf_query", "prog_array"];

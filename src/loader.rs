@@ -168,6 +168,7 @@ impl Dataplane {
         let mut needs = crate::features::FIREWALL_NEEDS.to_vec();
         needs.extend(crate::features::CONNTRACK_NEEDS);
         needs.extend(crate::features::THREATINTEL_NEEDS);
+        needs.extend(crate::features::LATER_STAGES_NEEDS);
         let missing = kernel.missing(&needs);
         if !missing.is_empty() {
             bail!(

@@ -63,6 +63,8 @@ struct Status {
     threatintel: Option<ThreatIntelSummary>,
     /// tc_ids's counters; null when its maps are not pinned or the stage is off
     ids: Option<IdsSummary>,
+    /// tc_scrub's settings and counters; null when its maps are not pinned or the stage is off
+    scrub: Option<ScrubSummary>,
     /// null when no blacklist is pinned
     blacklist: Option<BlacklistSummary>,
     /// null when no DNS blocklist is pinned
@@ -182,6 +184,7 @@ pub fn execute(args: StatusArgs) -> Result<Outcome> {
         conntrack: ConntrackSummary::read_pinned(root).ok().flatten(),
         threatintel: ThreatIntelSummary::read_pinned(root).ok().flatten(),
         ids: IdsSummary::read_pinned(root).ok().flatten(),
+        scrub: ScrubSummary::read_pinned(root).ok().flatten(),
         blacklist: BlacklistSummary::read_pinned(root).ok().flatten(),
         dns: crate::metrics::DnsSummary::read_pinned(root).ok().flatten(),
         kernel: crate::features::probe(),
@@ -284,6 +287,12 @@ fn print_text(status: &Status) {
             println!("  {name:<24} {n}");
         }
     }
+    if let Some(sc) = &status.scrub {
+        println!("scrub: {}", sc.settings);
+        for (name, n) in &sc.counters {
+            println!("  {name:<24} {n}");
+        }
+    }
     if let Some(bl) = &status.blacklist {
         println!("ips blacklist: {}", bl.headline());
     }
@@ -325,6 +334,49 @@ fn print_text(status: &Status) {
             format!("missing: {}", missing.join(", "))
         }
     );
+}
+
+/// tc_scrub as its pinned maps show it.
+#[derive(Debug, serde::Serialize)]
+struct ScrubSummary {
+    /// what it rewrites, as the config says it: "min_ttl 64, max_mss 1400, clear_df"
+    settings: String,
+    counters: Vec<(String, u64)>,
+}
+
+impl ScrubSummary {
+    fn read_pinned(root: &std::path::Path) -> anyhow::Result<Option<ScrubSummary>> {
+        use crate::maps::scrub::{scrub_flags, stat_name, ScrubMaps, SCRUB_STATS};
+        if !root.join("scrub_settings").exists() {
+            return Ok(None);
+        }
+        let maps = ScrubMaps::from_pins(root)?;
+        let s = maps.settings()?;
+        if s.flags & scrub_flags::SCRUB_F_ENABLED.0 == 0 {
+            return Ok(None);
+        }
+        let mut what = Vec::new();
+        if s.flags & scrub_flags::SCRUB_F_MIN_TTL.0 != 0 {
+            what.push(format!("min_ttl {}", s.min_ttl));
+        }
+        if s.flags & scrub_flags::SCRUB_F_MAX_MSS.0 != 0 {
+            what.push(format!("max_mss {}", s.max_mss));
+        }
+        if s.flags & scrub_flags::SCRUB_F_CLEAR_DF.0 != 0 {
+            what.push("clear_df".into());
+        }
+        if s.flags & scrub_flags::SCRUB_F_RANDOM_IP_ID.0 != 0 {
+            what.push("random_ip_id".into());
+        }
+        let stats = maps.stats()?;
+        Ok(Some(ScrubSummary {
+            settings: what.join(", "),
+            counters: SCRUB_STATS
+                .iter()
+                .map(|st| (stat_name(*st).to_string(), stats[st.0 as usize]))
+                .collect(),
+        }))
+    }
 }
 
 /// tc_ids as its pinned maps show it.
