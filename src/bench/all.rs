@@ -36,13 +36,19 @@ pub fn run(repeat: u32, sizes: &Sizes, out_dir: &Path) -> Result<()> {
             "ratelimit",
             Box::new(|p| super::ratelimit::run(repeat, sizes.max_sources, Some(p))),
         ),
+        ("lb", Box::new(|p| super::lb::run(repeat, Some(p)))),
         (
             "conntrack",
             Box::new(|p| super::conntrack::run(repeat, Some(p))),
         ),
+        ("ids", Box::new(|p| super::ids::run(repeat, Some(p)))),
         (
             "threatintel",
             Box::new(|p| super::threatintel::run(repeat, &sizes.feeds, Some(p))),
+        ),
+        (
+            "dns",
+            Box::new(|p| super::dns::run(repeat, &sizes.feeds, Some(p))),
         ),
         ("scrub", Box::new(|p| super::scrub::run(repeat, Some(p)))),
         (

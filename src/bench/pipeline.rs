@@ -1,7 +1,8 @@
 //! The whole pipeline on one packet every stage passes: XDP (firewall with 4096 rules and a
-//! 100k-prefix blocklist, rate limiter, DDoS guards) and then TC ingress (conntrack, threat
-//! intel with the shipped feeds, scrub), configured the way `ebpfsentinel test` configures a
-//! private copy, each part and the sum against its floor in the same run.
+//! 100k-prefix blocklist, rate limiter, DDoS guards, load balancer) and then TC ingress
+//! (conntrack, IDS, threat intel with the shipped feeds, DNS blocklist, scrub), configured the
+//! way `ebpfsentinel test` configures a private copy, each part and the sum against its floor
+//! in the same run.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -44,6 +45,16 @@ threatintel:
     - {{ id: drop, path: {dir}/spamhaus_drop.netset, format: netset }}
     - {{ id: feodo, path: {dir}/feodo_ipblocklist.csv, format: csv, field: dst_ip }}
 scrub: {{ min_ttl: 64, max_mss: 1400, clear_df: true }}
+ids:
+  rules:
+    - {{ id: marker, proto: tcp, dst_port: 80, content: "X-EVIL-MARKER", action: drop }}
+dns:
+  blocklist:
+    domains: [ads.example]
+    feeds: [ {{ id: adaway, path: {dir}/adaway_hosts.txt, format: hosts }} ]
+loadbalancer:
+  services:
+    - {{ id: web, vip: 198.18.100.1, port: 80, proto: tcp, backends: [ {{ addr: 10.200.1.2, port: 8080 }} ] }}
 "#,
         rate = crate::config::MAX_RATE_PPS,
         dir = feeds.display()
@@ -83,16 +94,16 @@ pub fn run(repeat: u32, feeds: &Path, json: Option<&Path>) -> Result<()> {
     }
     let (xdp_ns, xdp_floor) = time_against_floor(xdp, &floor.progs.xdp_floor, &frame, repeat)?;
     let (tc_ns, tc_floor) = harness.time(&frame, repeat)?;
-    let stages = "XDP: firewall (4096 rules + 100k prefixes), ratelimit + DDoS guards; TC ingress: conntrack, threatintel (shipped feeds), scrub";
+    let stages = "XDP: firewall (4096 rules + 100k prefixes), ratelimit + DDoS guards, lb (one service, missed); TC ingress: conntrack, ids (no rule on the port), threatintel (shipped feeds), dns (not a query), scrub";
     let rows = vec![
         Row::new(
-            "XDP part: firewall, ratelimit, DDoS guards".into(),
+            "XDP part: firewall, ratelimit, DDoS guards, lb".into(),
             "hot",
             xdp_ns,
             xdp_floor,
         ),
         Row::new(
-            "TC ingress part: conntrack, threatintel, scrub".into(),
+            "TC ingress part: conntrack, ids, threatintel, dns, scrub".into(),
             "hot",
             tc_ns,
             tc_floor,

@@ -103,7 +103,7 @@ impl Cli {
 #[derive(Debug, clap::Args)]
 pub struct PinRootArg {
     /// The pin root the daemon was started with.
-    #[arg(long, default_value = crate::config::DEFAULT_PIN_ROOT, value_name = "DIR")]
+    #[arg(long, default_value = crate::config::DEFAULT_PIN_ROOT, value_name = "DIR", global = true)]
     pub pin_root: PathBuf,
 }
 
