@@ -13,6 +13,20 @@ pub fn socket_path(pin_root: &Path) -> PathBuf {
 }
 
 /// Sends one command and hands every line of the answer to `line` until the daemon closes.
+/// One command's whole answer; an `error ...` answer becomes the error.
+pub fn ask(pin_root: &Path, command: &str) -> Result<String> {
+    let mut answer = String::new();
+    request(pin_root, command, |l| {
+        answer.push_str(l);
+        answer.push('\n');
+        Ok(())
+    })?;
+    if let Some(e) = answer.strip_prefix("error ") {
+        anyhow::bail!("{}", e.trim_end());
+    }
+    Ok(answer)
+}
+
 pub fn request(
     pin_root: &Path,
     command: &str,

@@ -59,6 +59,34 @@ pub fn state_path(pin_root: &Path) -> PathBuf {
     Path::new(STATE_DIR).join(format!("{name}.json"))
 }
 
+/// /run/ebpfsentinel/<pin root mangled>-<what>.json: a status file the daemon writes next to
+/// its state file (feeds, DNS lists) for the CLI to read without asking it.
+pub fn side_file_path(pin_root: &Path, what: &str) -> PathBuf {
+    let state = state_path(pin_root);
+    let stem = state
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    state.with_file_name(format!("{stem}-{what}.json"))
+}
+
+/// A side file, None when missing or unreadable (the daemon may not have written it yet).
+pub fn read_side_file<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Replaces the file at once (written aside, then renamed): readers never see half of it.
+pub fn write_json_atomically(path: &Path, value: &impl Serialize) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
 pub fn netns_inode() -> u64 {
     use std::os::unix::fs::MetadataExt;
     fs::metadata("/proc/self/ns/net")

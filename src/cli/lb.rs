@@ -62,15 +62,7 @@ pub fn execute(args: LbArgs) -> Result<Outcome> {
     if command.contains('\n') {
         bail!("arguments must not contain newlines");
     }
-    let mut answer = String::new();
-    control::request(&args.pin_root.pin_root, &command, |l| {
-        answer.push_str(l);
-        answer.push('\n');
-        Ok(())
-    })?;
-    if let Some(e) = answer.strip_prefix("error ") {
-        bail!("{}", e.trim_end());
-    }
+    let answer = control::ask(&args.pin_root.pin_root, &command)?;
     match args.what {
         What::List { json: true } => print!("{answer}"),
         What::List { json: false } => {

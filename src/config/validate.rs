@@ -1256,23 +1256,7 @@ impl Checker<'_> {
         let id = self
             .required(fields, "id", node)
             .and_then(|n| self.identifier(n, ids, "feed id"));
-        let source = match (fields.get("url"), fields.get("path")) {
-            (Some(url), None) => self.feed_url(url).map(FeedSource::Url),
-            (None, Some(path)) => self.feed_path(path).map(FeedSource::Path),
-            (Some(_), Some(_)) => {
-                if let Some(key) = fields.key("path") {
-                    self.error(key.pos, "a feed has `url` or `path`, not both");
-                }
-                None
-            }
-            (None, None) => {
-                self.error(
-                    node.pos,
-                    "a feed needs `url` (http:// or https://) or `path` (a file)",
-                );
-                None
-            }
-        };
+        let source = self.feed_source(fields, node);
         let format = self
             .required(fields, "format", node)
             .and_then(|n| self.keyword(n, DNS_FEED_FORMATS));
@@ -1345,23 +1329,7 @@ impl Checker<'_> {
         let id = self
             .required(fields, "id", node)
             .and_then(|n| self.identifier(n, ids, "feed id"));
-        let source = match (fields.get("url"), fields.get("path")) {
-            (Some(url), None) => self.feed_url(url).map(FeedSource::Url),
-            (None, Some(path)) => self.feed_path(path).map(FeedSource::Path),
-            (Some(_), Some(_)) => {
-                if let Some(key) = fields.key("path") {
-                    self.error(key.pos, "a feed has `url` or `path`, not both");
-                }
-                None
-            }
-            (None, None) => {
-                self.error(
-                    node.pos,
-                    "a feed needs `url` (http:// or https://) or `path` (a file)",
-                );
-                None
-            }
-        };
+        let source = self.feed_source(fields, node);
         let format = self
             .required(fields, "format", node)
             .and_then(|n| self.keyword(n, FEED_FORMATS));
@@ -1467,6 +1435,27 @@ impl Checker<'_> {
             None => Some(text.to_owned()),
         }
     }
+    /// A feed's `url` or `path` (one of them).
+    fn feed_source(&mut self, fields: Fields<'_>, node: &Node) -> Option<FeedSource> {
+        match (fields.get("url"), fields.get("path")) {
+            (Some(url), None) => self.feed_url(url).map(FeedSource::Url),
+            (None, Some(path)) => self.feed_path(path).map(FeedSource::Path),
+            (Some(_), Some(_)) => {
+                if let Some(key) = fields.key("path") {
+                    self.error(key.pos, "a feed has `url` or `path`, not both");
+                }
+                None
+            }
+            (None, None) => {
+                self.error(
+                    node.pos,
+                    "a feed needs `url` (http:// or https://) or `path` (a file)",
+                );
+                None
+            }
+        }
+    }
+
 
     /// Relative to the config file, like alias files. Not opened here: a feed file may be
     /// written by a downloader after the config is checked, and a missing one is a feed

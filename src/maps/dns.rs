@@ -394,29 +394,15 @@ pub struct DnsStatusFile {
 
 /// /run/ebpfsentinel/<pin root mangled>-dns.json, next to the daemon's state file.
 pub fn dns_status_path(pin_root: &Path) -> std::path::PathBuf {
-    let state = crate::state::state_path(pin_root);
-    let stem = state
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    state.with_file_name(format!("{stem}-dns.json"))
+    crate::state::side_file_path(pin_root, "dns")
 }
 
 pub fn read_dns_status(pin_root: &Path) -> Option<DnsStatusFile> {
-    let bytes = std::fs::read(dns_status_path(pin_root)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    crate::state::read_side_file(&dns_status_path(pin_root))
 }
 
-/// Replaces the file at once (written aside, then renamed).
 pub fn write_dns_status(pin_root: &Path, file: &DnsStatusFile) -> Result<()> {
-    let path = dns_status_path(pin_root);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(file)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    crate::state::write_json_atomically(&dns_status_path(pin_root), file)
 }
 
 /// The name of a list number given what the daemon wrote, if anything.

@@ -1191,29 +1191,15 @@ pub fn feed_name(file: Option<&FeedsFile>, feed_id: u16) -> String {
 
 /// /run/ebpfsentinel/<pin root mangled>-feeds.json, next to the daemon's state file.
 pub fn feeds_status_path(pin_root: &Path) -> PathBuf {
-    let state = crate::state::state_path(pin_root);
-    let stem = state
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    state.with_file_name(format!("{stem}-feeds.json"))
+    crate::state::side_file_path(pin_root, "feeds")
 }
 
 pub fn read_feeds_status(pin_root: &Path) -> Option<FeedsFile> {
-    let bytes = std::fs::read(feeds_status_path(pin_root)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    crate::state::read_side_file(&feeds_status_path(pin_root))
 }
 
-/// Replaces the file at once (written aside, then renamed).
 pub fn write_feeds_status(pin_root: &Path, file: &FeedsFile) -> Result<()> {
-    let path = feeds_status_path(pin_root);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(file)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    crate::state::write_json_atomically(&feeds_status_path(pin_root), file)
 }
 
 const _: () = assert!(abi::GENERATIONS == 2);
