@@ -1456,7 +1456,6 @@ impl Checker<'_> {
         }
     }
 
-
     /// Relative to the config file, like alias files. Not opened here: a feed file may be
     /// written by a downloader after the config is checked, and a missing one is a feed
     /// error the daemon reports and retries, not a reason to refuse the whole config.
