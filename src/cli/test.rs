@@ -11,7 +11,8 @@ use crate::replay::{self, Record, Replay, Summary};
 ///
 /// Loads the programs privately (nothing attached, nothing pinned, nothing shared with a
 /// running daemon), applies the config as `run` does (firewall, rate limits and DDoS guards,
-/// conntrack, threat-intel feeds fetched once, scrubbing), then runs every packet of the
+/// load-balancer services, conntrack, IDS rules, threat-intel feeds and DNS lists fetched
+/// once, scrubbing), then runs every packet of the
 /// pcap/pcapng files, in order, with BPF_PROG_TEST_RUN: xdp_firewall and the XDP stages it
 /// chains, then, for what XDP passes, the TC ingress pipeline. Maps are kept between packets:
 /// conntrack entries and rate-limit buckets carry over.
