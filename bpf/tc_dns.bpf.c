@@ -246,12 +246,8 @@ static __always_inline int dns_stage(struct __sk_buff *skb)
 		dns_count(DNS_STAT_TRUNCATED);
 		return tc_chain_next(skb, ingress, TC_STAGE_DNS);
 	}
-	/*
-	 * The identity for 1..DNS_QUESTION_MAX, written so that 6.1's verifier sees a length of
-	 * at least 1: it loses the lower bound of a compare on a copy of n.
-	 */
-	_Static_assert(DNS_QUESTION_MAX <= DNS_BUF && !(DNS_BUF & (DNS_BUF - 1)), "one mask");
-	n = ((n - 1) & (DNS_BUF - 1)) + 1;
+	_Static_assert(DNS_QUESTION_MAX <= DNS_BUF, "the question fits the buffer");
+	n = VERIFIER_LEN(n, DNS_BUF);
 	if (bpf_skb_load_bytes(skb, off + DNS_HDR_LEN, s->buf, n)) {
 		dns_count(DNS_STAT_TRUNCATED);
 		return tc_chain_next(skb, ingress, TC_STAGE_DNS);

@@ -310,13 +310,7 @@ static __always_inline __u32 ids_load_payload(struct __sk_buff *skb, const struc
 	}
 	if (plen == 0)
 		return 0;
-	/*
-	 * The identity for 1..IDS_SCAN_BYTES, written so that the verifier bounds the length from
-	 * both sides: 6.1's loses the lower one across `n < 1 || n > max`, which clang folds into
-	 * one unsigned compare of n - 1.
-	 */
-	_Static_assert(!(IDS_SCAN_BYTES & (IDS_SCAN_BYTES - 1)), "one mask");
-	n = ((plen - 1) & (IDS_SCAN_BYTES - 1)) + 1;
+	n = VERIFIER_LEN(plen, IDS_SCAN_BYTES);
 	if (bpf_skb_load_bytes(skb, p->l4_off + hlen, buf, n)) {
 		ids_count(IDS_STAT_LOAD_FAILED);
 		return 0;

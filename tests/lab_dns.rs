@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::daemon::{cli, Daemon, Scratch};
+use common::daemon::{cli, cli_json, wait_for, Daemon, Scratch};
 use common::netns::{veth, Netns};
 use ebpfsentinel::dns::{answer_a, parse_query, query, TYPE_A};
 
@@ -113,25 +113,6 @@ fn resolve(client: &UdpSocket, name: &str) -> Option<Ipv4Addr> {
     None
 }
 
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let out = cli(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
 #[test]
 fn blocked_names_get_no_answer_allowed_ones_resolve() {
     if !common::privileged("blocked_names_get_no_answer_allowed_ones_resolve") {
@@ -176,7 +157,7 @@ dns:
             .status
             .success()
     });
-    let check = json(&[
+    let check = cli_json(&[
         "dns",
         "check",
         "a.1stireland.com",
@@ -229,7 +210,7 @@ dns:
         None,
         "runtime block kept"
     );
-    let list = json(&["dns", "list", "--json", "--pin-root", root]);
+    let list = cli_json(&["dns", "list", "--json", "--pin-root", root]);
     assert_eq!(list["runtime"][0]["domain"], "later.example", "{list:#}");
     let scam = list["lists"]
         .as_array()

@@ -7,9 +7,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::daemon::{cli, Daemon, Scratch};
+use common::daemon::{cli, wait_for, Daemon, Scratch};
 use common::netns::{veth, Netns};
 use common::traffic;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -42,14 +42,6 @@ fn exchange(ns: &Netns, src: &str, payload: &'static [u8]) -> Result<(), String>
         c.read_exact(&mut buf).map_err(|e| format!("echo: {e}"))?;
         Ok(())
     })
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

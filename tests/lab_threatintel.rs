@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::daemon::{cli, Daemon, Scratch};
+use common::daemon::{cli, cli_json, wait_for, Daemon, Scratch};
 use common::netns::{veth, Netns};
 use common::traffic;
 
@@ -62,25 +62,6 @@ fn udp_from(peer: &Netns, host: &Netns, src: &str, port: u16, n: usize) -> usize
     let rx = traffic::udp_bind(host, SocketAddr::new(ip(HOST), port));
     traffic::udp_send(peer, ip(src), SocketAddr::new(ip(HOST), port), n);
     traffic::udp_drain(&rx).get(&ip(src)).copied().unwrap_or(0)
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    let out = cli(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -154,13 +135,13 @@ ips: {{ threshold: 3, window: 60s, block_for: 1h }}
     });
 
     // the feeds as `ti feeds` reports them: the HTTP feed's bad line is named
-    let feeds = json(&["ti", "feeds", "--json", "--pin-root", root]);
+    let feeds = cli_json(&["ti", "feeds", "--json", "--pin-root", root]);
     let text = feeds.to_string();
     assert!(
         text.contains("\"lab\"") && text.contains("\"drop\""),
         "{feeds:#}"
     );
-    let lookup = json(&["ti", "lookup", PEER_LISTED, "--json", "--pin-root", root]);
+    let lookup = cli_json(&["ti", "lookup", PEER_LISTED, "--json", "--pin-root", root]);
     assert!(lookup.to_string().contains("drop"), "{lookup:#}");
 
     // a listed source under `drop`: nothing arrives; a clean one: everything
@@ -171,7 +152,7 @@ ips: {{ threshold: 3, window: 60s, block_for: 1h }}
     let first = udp_from(&peer, &host, PEER_LISTED, 6003, 3);
     assert_eq!(first, 3, "alert lets it through");
     wait_for("the IPS block", Duration::from_secs(10), || {
-        let b = json(&["blocked", "--json", "--pin-root", root]);
+        let b = cli_json(&["blocked", "--json", "--pin-root", root]);
         b.to_string().contains(PEER_LISTED)
     });
     assert_eq!(
@@ -179,7 +160,7 @@ ips: {{ threshold: 3, window: 60s, block_for: 1h }}
         0,
         "blacklisted"
     );
-    let blocked = json(&["blocked", "--json", "--pin-root", root]).to_string();
+    let blocked = cli_json(&["blocked", "--json", "--pin-root", root]).to_string();
     assert!(blocked.contains("threat-intel feed drop"), "{blocked}");
     let mut events = Vec::new();
     while let Ok(line) = daemon.stdout.recv_timeout(Duration::from_millis(300)) {

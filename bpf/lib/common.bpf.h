@@ -42,6 +42,18 @@ static const __u8 debruijn_ctz64[64] = {
  */
 #define VERIFIER_MASK(v, mask) asm volatile("%0 &= " #mask : "+r"(v))
 
+/*
+ * A length n known to be in 1..max (max a power of two), rewritten so that every supported
+ * verifier bounds it from both sides, as helpers taking a length (bpf_skb_load_bytes) need:
+ * 6.1's loses the lower bound across `n == 0 ||` or `n < 1 || n > max`, which clang folds
+ * into one unsigned compare of n - 1. The identity on 1..max.
+ */
+#define VERIFIER_LEN(n, max)                                                                  \
+	({                                                                                    \
+		_Static_assert((max) > 0 && !((max) & ((max) - 1)), "max is a power of two"); \
+		(((n) - 1) & ((max) - 1)) + 1;                                                \
+	})
+
 static __always_inline __u32 ctz64(__u64 x)
 {
 	return debruijn_ctz64[((x & -x) * 0x03f79d71b4cb0a89ULL) >> 58];

@@ -1260,21 +1260,9 @@ impl Checker<'_> {
         let format = self
             .required(fields, "format", node)
             .and_then(|n| self.keyword(n, DNS_FEED_FORMATS));
-        let refresh = fields.get("refresh").and_then(|n| {
-            let refresh = self.duration_in(n, "refresh", MIN_DURATION, MAX_DURATION)?;
-            if matches!(source, Some(FeedSource::Url(_))) && refresh < MIN_URL_REFRESH {
-                self.error(
-                    n.pos,
-                    format!(
-                        "`refresh` of a URL feed must be at least {}, found {}: feed servers throttle or ban clients that poll more often",
-                        format_duration(MIN_URL_REFRESH),
-                        format_duration(refresh)
-                    ),
-                );
-                return None;
-            }
-            Some(refresh)
-        });
+        let refresh = fields
+            .get("refresh")
+            .and_then(|n| self.feed_refresh(n, source.as_ref()));
         let action = fields
             .get("action")
             .and_then(|n| self.keyword(n, DNS_ACTIONS));
@@ -1367,21 +1355,9 @@ impl Checker<'_> {
                 );
             }
         }
-        let refresh = fields.get("refresh").and_then(|n| {
-            let refresh = self.duration_in(n, "refresh", MIN_DURATION, MAX_DURATION)?;
-            if matches!(source, Some(FeedSource::Url(_))) && refresh < MIN_URL_REFRESH {
-                self.error(
-                    n.pos,
-                    format!(
-                        "`refresh` of a URL feed must be at least {}, found {}: feed servers throttle or ban clients that poll more often",
-                        format_duration(MIN_URL_REFRESH),
-                        format_duration(refresh)
-                    ),
-                );
-                return None;
-            }
-            Some(refresh)
-        });
+        let refresh = fields
+            .get("refresh")
+            .and_then(|n| self.feed_refresh(n, source.as_ref()));
         let action = fields.get("action").and_then(|n| {
             let action = self.keyword(n, TI_ACTIONS)?;
             self.quarantine_needs_vlan(n, action, vlan_set);
@@ -1435,6 +1411,27 @@ impl Checker<'_> {
             None => Some(text.to_owned()),
         }
     }
+    /// A feed's `refresh`; URL feeds may not poll more often than MIN_URL_REFRESH.
+    fn feed_refresh(
+        &mut self,
+        node: &Node,
+        source: Option<&FeedSource>,
+    ) -> Option<std::time::Duration> {
+        let refresh = self.duration_in(node, "refresh", MIN_DURATION, MAX_DURATION)?;
+        if matches!(source, Some(FeedSource::Url(_))) && refresh < MIN_URL_REFRESH {
+            self.error(
+                node.pos,
+                format!(
+                    "`refresh` of a URL feed must be at least {}, found {}: feed servers throttle or ban clients that poll more often",
+                    format_duration(MIN_URL_REFRESH),
+                    format_duration(refresh)
+                ),
+            );
+            return None;
+        }
+        Some(refresh)
+    }
+
     /// A feed's `url` or `path` (one of them).
     fn feed_source(&mut self, fields: Fields<'_>, node: &Node) -> Option<FeedSource> {
         match (fields.get("url"), fields.get("path")) {
